@@ -1,0 +1,43 @@
+"""The MCP allowlist: which KPI operations the MCP face registers as tools.
+
+`MCP_ALLOWED_OPERATIONS` (a comma-separated env var, parsed by `shared.settings`) names the operations; unset means
+all of them. The allowlist fails closed: a name that is not an operation stops the server from starting instead of
+being silently dropped. It governs the MCP face only; REST is not affected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["OPERATIONS", "UnknownOperationError", "resolve_allowlist"]
+
+OPERATIONS: tuple[str, ...] = (
+    "kpi_overview",
+    "kpi_mau",
+    "kpi_conversion",
+    "kpi_user_journey",
+    "kpi_refund_analysis",
+)
+
+
+class UnknownOperationError(ValueError):
+    """An allowlist entry that names no KPI operation."""
+
+
+def resolve_allowlist(entries: Sequence[str] | None) -> tuple[str, ...]:
+    """The allowed operations, in `OPERATIONS` order; None allows all, an empty sequence allows none."""
+    if entries is None:
+        return OPERATIONS
+    if isinstance(entries, str):
+        raise TypeError("resolve_allowlist takes a sequence of operation names, not a single string")
+    valid = ", ".join(OPERATIONS)
+    wanted: set[str] = set()
+    for entry in entries:
+        name = entry.strip()
+        if name not in OPERATIONS:
+            shown = repr(name[:64]) if name else "an empty name"
+            raise UnknownOperationError(
+                f"MCP_ALLOWED_OPERATIONS lists {shown}, which is not a KPI operation; valid names are: {valid}."
+            )
+        wanted.add(name)
+    return tuple(name for name in OPERATIONS if name in wanted)

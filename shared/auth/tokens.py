@@ -1,0 +1,385 @@
+"""Bearer-token verification: JWTs signed with our own HS256 secret, or RS256/ES256 keys from a JWKS.
+
+One `TokenVerifier` serves both faces. Algorithms are pinned to their key source: HS256 only ever verifies with
+`KPI_JWT_SECRET`, RS256/ES256 only with keys from `KPI_JWKS_URL`, `none` never; the token header only chooses between
+the configured paths. Every rejection is an `AuthenticationError` with a short reason of our own words: never the
+token, a claim value or a key.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Self, cast
+from urllib.parse import urlsplit
+
+import anyio
+import httpx2
+import jwt
+from jwt.exceptions import InvalidSubjectError
+from jwt.types import Options
+
+from shared.auth.scopes import KPI_READ, Principal
+from shared.errors import AuthenticationError
+from shared.settings import Settings
+
+__all__ = [
+    "JWKS_ALGORITHMS",
+    "MAX_TOKEN_LENGTH",
+    "MIN_SECRET_LENGTH",
+    "TokenVerifier",
+    "mint_token",
+    "parse_authorization_header",
+]
+
+MAX_TOKEN_LENGTH = 8 * 1024
+"""Tokens longer than this (in characters, which for a valid JWT are ASCII bytes) are rejected unparsed."""
+MIN_SECRET_LENGTH = 32
+"""The shortest HS256 secret we accept, in UTF-8 bytes (RFC 7518 §3.2: at least the hash size)."""
+JWKS_ALGORITHMS: frozenset[str] = frozenset({"RS256", "ES256"})
+"""The asymmetric algorithms accepted with JWKS keys."""
+HMAC_ALGORITHM = "HS256"
+
+_MAX_JWKS_BYTES = 512 * 1024
+_ACCEPTED_TYPES = frozenset({"jwt", "at+jwt", "application/at+jwt"})
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+def _reject(reason: str) -> AuthenticationError:
+    return AuthenticationError(reason, token_sent=True)
+
+
+class TokenVerifier:
+    """Verifies bearer JWTs against the configured HS256 secret and/or JWKS, and returns the `Principal`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        http_client: httpx2.AsyncClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        jwks_refetch_interval: float = 30.0,
+        jwks_max_age: float = 3600.0,
+    ) -> None:
+        """Build from settings; `http_client` (for the JWKS) and `clock` (for its rate limit) are injectable."""
+        secret = settings.KPI_JWT_SECRET.get_secret_value().strip() if settings.KPI_JWT_SECRET else ""
+        if secret and len(secret.encode()) < MIN_SECRET_LENGTH:
+            raise ValueError(f"KPI_JWT_SECRET must be at least {MIN_SECRET_LENGTH} bytes long for HS256.")
+        jwks_url = (settings.KPI_JWKS_URL or "").strip()
+        if jwks_url:
+            _check_jwks_url(jwks_url)
+        self._secret: str | None = secret or None
+        self._jwks_url: str | None = jwks_url or None
+        self._issuer = settings.KPI_JWT_ISSUER or None
+        self._audience = settings.KPI_JWT_AUDIENCE or None
+        self._leeway = settings.KPI_JWT_LEEWAY
+        self._timeout = httpx2.Timeout(settings.KPI_UPSTREAM_TIMEOUT, connect=settings.KPI_UPSTREAM_CONNECT_TIMEOUT)
+        self._client = http_client
+        self._owns_client = False
+        self._clock = clock
+        self._refetch_interval = jwks_refetch_interval
+        self._max_age = jwks_max_age
+        self._lock = anyio.Lock()
+        self._keys_by_kid: dict[str, jwt.PyJWK] = {}
+        self._keys_without_kid: list[jwt.PyJWK] = []
+        self._fetched_at: float | None = None
+        self._attempted_at: float | None = None
+        self._last_fetch_failed = False
+
+    @property
+    def configured(self) -> bool:
+        """Whether any verification method (HS256 secret or JWKS URL) is configured."""
+        return self._secret is not None or self._jwks_url is not None
+
+    async def verify(self, token: str) -> Principal:
+        """Verify a bearer JWT and return its principal; raise `AuthenticationError` with a short reason otherwise."""
+        if not self.configured:
+            raise _reject("token verification is not configured")
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise _reject("token too large")
+        if not token or not token.isascii():
+            raise _reject("malformed token")
+        alg, kid = _read_header(token)
+        key: str | jwt.PyJWK
+        if alg == HMAC_ALGORITHM:
+            if self._secret is None:
+                raise _reject("no verification key configured")
+            key = self._secret
+        elif alg in JWKS_ALGORITHMS:
+            if self._jwks_url is None:
+                raise _reject("no verification key configured")
+            key = await self._jwks_key(alg, kid)
+        else:
+            raise _reject("unsupported algorithm")
+        claims = self._decode(token, key, alg)
+        return _principal(claims)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client this verifier created itself (an injected client is left open)."""
+        if self._owns_client and self._client is not None:
+            await self._client.aclose()
+            self._client = None
+            self._owns_client = False
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def _decode(self, token: str, key: str | jwt.PyJWK, alg: str) -> dict[str, object]:
+        options: Options = {
+            "require": ["sub"],
+            "verify_aud": self._audience is not None,
+            "enforce_minimum_key_length": True,
+        }
+        try:
+            return jwt.decode(
+                token,
+                key=key,
+                algorithms=[alg],
+                options=options,
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+            )
+        except jwt.ExpiredSignatureError:
+            raise _reject("token expired") from None
+        except jwt.ImmatureSignatureError:
+            raise _reject("token not yet valid") from None
+        except jwt.InvalidSignatureError:
+            raise _reject("invalid signature") from None
+        except jwt.InvalidAudienceError:
+            raise _reject("wrong audience") from None
+        except jwt.InvalidIssuerError:
+            raise _reject("wrong issuer") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise _reject(_missing_claim_reason(exc.claim)) from None
+        except InvalidSubjectError:
+            raise _reject("invalid subject") from None
+        except jwt.InvalidAlgorithmError:
+            raise _reject("unsupported algorithm") from None
+        except jwt.InvalidKeyError:
+            raise _reject("unusable verification key") from None
+        except (jwt.PyJWTError, ValueError, TypeError):
+            raise _reject("malformed token") from None
+
+    async def _jwks_key(self, alg: str, kid: str | None) -> jwt.PyJWK:
+        key = self._lookup(alg, kid)
+        if key is not None and not self._stale():
+            return key
+        async with self._lock:
+            key = self._lookup(alg, kid)
+            if key is not None and not self._stale():
+                return key
+            now = self._clock()
+            if self._attempted_at is None or now - self._attempted_at >= self._refetch_interval:
+                self._attempted_at = now
+                await self._refresh()
+                key = self._lookup(alg, kid)
+        if key is not None:
+            return key  # possibly from a stale key set whose refresh failed or was rate-limited
+        if self._last_fetch_failed and self._fetched_at is None:
+            raise _reject("signing keys unavailable")
+        raise _reject("unknown signing key")
+
+    def _stale(self) -> bool:
+        return self._fetched_at is None or self._clock() - self._fetched_at >= self._max_age
+
+    def _lookup(self, alg: str, kid: str | None) -> jwt.PyJWK | None:
+        if kid is not None:
+            return self._keys_by_kid.get(kid)
+        candidates = [
+            key for key in (*self._keys_by_kid.values(), *self._keys_without_kid) if key.algorithm_name == alg
+        ]
+        return candidates[0] if len(candidates) == 1 else None
+
+    async def _refresh(self) -> None:
+        """Fetch the JWKS and replace the key cache; on any failure keep the previous keys."""
+        assert self._jwks_url is not None
+        if self._client is None:
+            self._client = httpx2.AsyncClient(timeout=self._timeout)
+            self._owns_client = True
+        try:
+            response = await self._client.get(self._jwks_url, headers={"Accept": "application/json"})
+            if response.status_code != 200 or len(response.content) > _MAX_JWKS_BYTES:
+                self._last_fetch_failed = True
+                return
+            document: object = response.json()
+        except (httpx2.HTTPError, ValueError):
+            self._last_fetch_failed = True
+            return
+        parsed = _parse_jwks(document)
+        if parsed is None:
+            self._last_fetch_failed = True
+            return
+        self._keys_by_kid, self._keys_without_kid = parsed
+        self._fetched_at = self._clock()
+        self._last_fetch_failed = False
+
+
+def _check_jwks_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS:
+        return
+    raise ValueError("KPI_JWKS_URL must be an https:// URL (plain http is only allowed for localhost).")
+
+
+def _read_header(token: str) -> tuple[str, str | None]:
+    """The `alg` and `kid` of the unverified header (`typ` is checked); nothing else in it is trusted."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except (jwt.PyJWTError, ValueError, TypeError):
+        raise _reject("malformed token") from None
+    alg = header.get("alg")
+    kid = header.get("kid")
+    typ = header.get("typ")
+    if not isinstance(alg, str) or not alg:
+        raise _reject("malformed token")
+    if kid is not None and not isinstance(kid, str):
+        raise _reject("malformed token")
+    if typ is not None and (not isinstance(typ, str) or typ.lower() not in _ACCEPTED_TYPES):
+        raise _reject("unsupported token type")
+    return alg, kid
+
+
+def _parse_jwks(document: object) -> tuple[dict[str, jwt.PyJWK], list[jwt.PyJWK]] | None:
+    """The usable signing keys of a JWKS document, or None when it is not a JWKS at all."""
+    if not isinstance(document, dict):
+        return None
+    entries = cast("dict[str, object]", document).get("keys")
+    if not isinstance(entries, list):
+        return None
+    by_kid: dict[str, jwt.PyJWK] = {}
+    without_kid: list[jwt.PyJWK] = []
+    for entry in cast("list[object]", entries):
+        key = _parse_jwk(entry)
+        if key is None:
+            continue
+        kid = key.key_id
+        if isinstance(kid, str) and kid:
+            by_kid.setdefault(kid, key)
+        else:
+            without_kid.append(key)
+    return by_kid, without_kid
+
+
+def _parse_jwk(entry: object) -> jwt.PyJWK | None:
+    """One JWKS entry as an RS256/ES256 verification key, or None when it is unusable (skipped, never fatal)."""
+    if not isinstance(entry, dict):
+        return None
+    data = cast("dict[str, object]", entry)
+    if data.get("kty") not in ("RSA", "EC"):
+        return None  # symmetric ("oct") or unknown key types never come from a JWKS
+    if data.get("use", "sig") != "sig":
+        return None
+    alg = data.get("alg")
+    if alg is not None and alg not in JWKS_ALGORITHMS:
+        return None
+    if "d" in data:
+        return None  # a private key published by mistake: refuse to use it
+    try:
+        key = jwt.PyJWK(dict(data))
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+        return None
+    if key.algorithm_name not in JWKS_ALGORITHMS or key.Algorithm.check_key_length(key.key) is not None:
+        return None
+    return key
+
+
+def _missing_claim_reason(claim: str) -> str:
+    if claim == "aud":
+        return "wrong audience"
+    if claim == "iss":
+        return "wrong issuer"
+    if claim == "sub":
+        return "missing subject"
+    return "missing required claim"
+
+
+def _strings(value: object) -> frozenset[str]:
+    """Names from a space-separated string or a list of strings; anything else (or inside) is ignored."""
+    if isinstance(value, str):
+        return frozenset(value.split())
+    if isinstance(value, list):
+        items = cast("list[object]", value)
+        return frozenset(item.strip() for item in items if isinstance(item, str) and item.strip())
+    return frozenset()
+
+
+def _principal(claims: Mapping[str, object]) -> Principal:
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject.strip():
+        raise _reject("missing subject")
+    scopes = _strings(claims.get("scope")) | _strings(claims.get("scp")) | _strings(claims.get("scopes"))
+    roles = _strings(claims.get("role")) | _strings(claims.get("roles"))
+    jti = claims.get("jti")
+    exp = claims.get("exp")
+    expires_at = int(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+    return Principal(
+        subject=subject,
+        scopes=scopes,
+        roles=roles,
+        token_id=jti if isinstance(jti, str) and jti else None,
+        expires_at=expires_at,
+    )
+
+
+def mint_token(
+    secret: str,
+    *,
+    subject: str,
+    scopes: Sequence[str] = (KPI_READ,),
+    roles: Sequence[str] = (),
+    ttl: int = 3600,
+    issuer: str | None = None,
+    audience: str | None = None,
+    now: int | None = None,
+) -> str:
+    """Mint an HS256 bearer token that `TokenVerifier` accepts with the same (stripped) secret."""
+    key = secret.strip()
+    if len(key.encode()) < MIN_SECRET_LENGTH:
+        raise ValueError(f"The HS256 secret must be at least {MIN_SECRET_LENGTH} bytes long.")
+    if not subject.strip():
+        raise ValueError("The token subject must not be empty.")
+    if ttl <= 0:
+        raise ValueError("The token ttl must be a positive number of seconds.")
+    if isinstance(scopes, str) or isinstance(roles, str):
+        raise TypeError("scopes and roles are sequences of names, not a single string.")
+    if any(not name or name.split() != [name] for name in (*scopes, *roles)):
+        raise ValueError("Scope and role names must be non-empty and contain no whitespace.")
+    issued_at = int(time.time()) if now is None else now
+    payload: dict[str, object] = {
+        "sub": subject,
+        "iat": issued_at,
+        "nbf": issued_at,
+        "exp": issued_at + ttl,
+        "jti": secrets.token_urlsafe(16),
+    }
+    if scopes:
+        payload["scope"] = " ".join(dict.fromkeys(scopes))
+    if roles:
+        payload["roles"] = list(dict.fromkeys(roles))
+    if issuer is not None:
+        payload["iss"] = issuer
+    if audience is not None:
+        payload["aud"] = audience
+    return jwt.encode(payload, key, algorithm=HMAC_ALGORITHM, headers={"typ": "JWT"})
+
+
+def parse_authorization_header(value: str | None) -> str | None:
+    """The token of a `Bearer <token>` Authorization header; None when absent, `AuthenticationError` when malformed."""
+    if value is None or not value.strip():
+        return None
+    parts = value.split()
+    if len(parts) != 2 or parts[0].lower() != "bearer" or not _BEARER_TOKEN.fullmatch(parts[1]):
+        raise AuthenticationError(
+            "Malformed Authorization header: expected 'Bearer <token>'.",
+            token_sent=True,
+        )
+    return parts[1]

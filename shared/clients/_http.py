@@ -1,0 +1,179 @@
+"""What both upstream clients share: building an `httpx2.AsyncClient`, and turning a response into data or a
+typed `UpstreamError`. Nothing here ever puts a credential into an error message."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import anyio
+import httpx2
+from pydantic import BaseModel, ValidationError
+
+from shared.errors import (
+    Source,
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamRateLimitedError,
+    UpstreamTimeoutError,
+)
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+QueryParams = Mapping[str, str | int] | httpx2.QueryParams
+
+DEFAULT_RETRY_AFTER = 60
+USER_AGENT = "loop-kpi/0.1 (+https://loop-kpi.dev)"
+
+
+def new_async_client(
+    base_url: str,
+    *,
+    timeout: float,
+    connect_timeout: float,
+    auth: httpx2.Auth | tuple[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    transport: httpx2.AsyncBaseTransport | None = None,
+) -> httpx2.AsyncClient:
+    """One pooled client per upstream, with explicit timeouts and no redirects followed."""
+    return httpx2.AsyncClient(
+        base_url=base_url,
+        auth=auth,
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})},
+        timeout=httpx2.Timeout(timeout, connect=connect_timeout),
+        limits=httpx2.Limits(max_connections=50, max_keepalive_connections=20),
+        transport=transport,
+        follow_redirects=False,
+    )
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> int | None:
+    """Seconds from a `Retry-After` header (delta-seconds or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(0, math.ceil(seconds))
+
+
+class UpstreamHttp:
+    """Sends one request to an upstream and maps every failure onto the error hierarchy."""
+
+    def __init__(self, client: httpx2.AsyncClient, *, source: Source, deadline: float) -> None:
+        self._client = client
+        self.source: Source = source
+        self._deadline = deadline
+
+    async def get(self, path: str, *, params: QueryParams | None = None, allow_404: bool = False) -> httpx2.Response:
+        """GET `path`; the whole exchange (headers and body) must finish within the deadline."""
+        try:
+            with anyio.fail_after(self._deadline):
+                response = await self._client.get(path, params=params)
+                await response.aread()
+        except (TimeoutError, httpx2.TimeoutException) as exc:
+            raise UpstreamTimeoutError(
+                f"{self.source} did not answer within {self._deadline:g} s.", source=self.source
+            ) from exc
+        except httpx2.TransportError as exc:
+            raise UpstreamError(
+                f"{self.source} could not be reached ({type(exc).__name__}).", source=self.source
+            ) from exc
+        self.check_status(response, allow_404=allow_404)
+        return response
+
+    def check_status(self, response: httpx2.Response, *, allow_404: bool = False) -> None:
+        """Raise the typed error for a non-2xx status (404 passes when `allow_404`)."""
+        status = response.status_code
+        if 200 <= status < 300 or (allow_404 and status == 404):
+            return
+        reason = _vendor_reason(response)
+        if status == 429:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if retry_after is None:
+                retry_after = _backoff_seconds(response) or DEFAULT_RETRY_AFTER
+            raise UpstreamRateLimitedError(
+                f"{self.source} is rate-limiting the service; retry in {retry_after} s.",
+                source=self.source,
+                retry_after=retry_after,
+            )
+        if status in (401, 403):
+            raise UpstreamAuthError(
+                f"{self.source} rejected the service's credentials (HTTP {status}{reason}). "
+                "Check the configured keys and region.",
+                source=self.source,
+                upstream_status=status,
+            )
+        if status >= 500:
+            raise UpstreamError(
+                f"{self.source} failed with HTTP {status}{reason}.", source=self.source, upstream_status=status
+            )
+        raise UpstreamError(
+            f"{self.source} rejected the request with HTTP {status}{reason}.",
+            source=self.source,
+            upstream_status=status,
+        )
+
+    def parse(self, response: httpx2.Response, model: type[ModelT]) -> ModelT:
+        """Validate a JSON body into a wire model; anything else is an `UpstreamError` (bad response)."""
+        return self.validate(self.json(response), model)
+
+    def json(self, response: httpx2.Response) -> Any:
+        """The decoded JSON body, or an `UpstreamError` when it is not JSON."""
+        try:
+            return json.loads(response.content)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise UpstreamError(
+                f"{self.source} sent a response that is not valid JSON (HTTP {response.status_code}).",
+                source=self.source,
+                upstream_status=response.status_code,
+            ) from exc
+
+    def validate(self, data: Any, model: type[ModelT]) -> ModelT:
+        """Validate decoded JSON into a wire model, naming where it differs without echoing values."""
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            where = ", ".join(".".join(str(p) for p in err["loc"]) or "<root>" for err in exc.errors()[:3])
+            raise UpstreamError(
+                f"{self.source} sent a response of an unexpected shape ({model.__name__}: {where}).",
+                source=self.source,
+            ) from exc
+
+
+def _vendor_reason(response: httpx2.Response) -> str:
+    """A short, secret-free reason from a vendor error body: its `type` (RevenueCat) and nothing else."""
+    try:
+        body = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    if isinstance(body, dict):
+        kind = body.get("type")  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+        if isinstance(kind, str) and kind.replace("_", "").isalnum() and len(kind) <= 64:
+            return f", {kind}"
+    return ""
+
+
+def _backoff_seconds(response: httpx2.Response) -> int | None:
+    try:
+        body = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(body, dict):
+        backoff = body.get("backoff_ms")  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+        if isinstance(backoff, int | float) and backoff >= 0:
+            return max(1, math.ceil(backoff / 1000))
+    return None

@@ -1,0 +1,112 @@
+"""Amplitude Dashboard REST API client (upstream-apis.md §1): active/new users, funnels, user search and activity.
+
+Basic auth (api key : secret key) is set on the injected `httpx2.AsyncClient`; dates go out as `YYYYMMDD`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import date
+from typing import Literal
+
+import httpx2
+
+from shared.clients._http import UpstreamHttp
+from shared.errors import UpstreamError
+from shared.models.amplitude import (
+    ActivityEvent,
+    FunnelElement,
+    FunnelResponse,
+    UserActivityResponse,
+    UserMatch,
+    UsersData,
+    UserSearchResponse,
+    UsersResponse,
+)
+
+Interval = Literal[1, 7, 30]
+ACTIVITY_PAGE_LIMIT = 1000  # the endpoint's documented maximum
+
+
+def amplitude_date(day: date) -> str:
+    """Amplitude's request date format, `YYYYMMDD`."""
+    return day.strftime("%Y%m%d")
+
+
+class AmplitudeClient:
+    """One async method per Dashboard endpoint; each returns a validated wire model."""
+
+    def __init__(self, http: UpstreamHttp) -> None:
+        self._http = http
+
+    async def users(
+        self, start: date, end: date, *, metric: Literal["active", "new"] = "active", interval: Interval = 1
+    ) -> UsersData:
+        """`GET /api/2/users`: active (DAU/WAU/MAU by `interval`) or new users per bucket."""
+        params = {"start": amplitude_date(start), "end": amplitude_date(end), "m": metric, "i": interval}
+        response = await self._http.get("/api/2/users", params=params)
+        data = self._http.parse(response, UsersResponse).data
+        if data.series and any(len(s) != len(data.x_values) for s in data.series):
+            raise self._http_error("users series and xValues differ in length")
+        return data
+
+    async def funnel(
+        self,
+        steps: Sequence[str],
+        start: date,
+        end: date,
+        *,
+        conversion_window_seconds: int,
+        mode: Literal["ordered", "unordered", "sequential"] = "ordered",
+    ) -> FunnelElement:
+        """`GET /api/2/funnels` with one repeated `e` per step; returns the ungrouped element."""
+        params: list[tuple[str, str | int | float | bool | None]] = [("e", json.dumps({"event_type": step})) for step in steps]
+        params += [
+            ("start", amplitude_date(start)),
+            ("end", amplitude_date(end)),
+            ("mode", mode),
+            ("n", "active"),
+            ("cs", conversion_window_seconds),
+        ]
+        response = await self._http.get("/api/2/funnels", params=httpx2.QueryParams(params))
+        elements = self._http.parse(response, FunnelResponse).data
+        if not elements:
+            raise self._http_error("funnel response has no data element")
+        element = elements[0]
+        lengths = {len(element.cumulative_raw), len(element.cumulative), len(element.step_by_step)}
+        if lengths != {len(steps)}:
+            raise self._http_error("funnel arrays do not match the number of steps")
+        return element
+
+    async def find_user(self, user_id: str) -> UserMatch | None:
+        """`GET /api/2/usersearch`, keeping only the exact `user_id` match (a search may match prefixes)."""
+        response = await self._http.get("/api/2/usersearch", params={"user": user_id})
+        found = self._http.parse(response, UserSearchResponse)
+        return next((m for m in found.matches if m.user_id == user_id), None)
+
+    async def user_activity(self, amplitude_id: int, *, limit: int) -> tuple[UserActivityResponse, bool]:
+        """`GET /api/2/useractivity`, newest first, paged by offset up to `limit` events.
+
+        Returns the first page's user data with every event collected, and whether events were left out.
+        """
+        offset = 0
+        events: list[ActivityEvent] = []
+        first: UserActivityResponse | None = None
+        while True:
+            page_limit = min(ACTIVITY_PAGE_LIMIT, limit - len(events))
+            params = {"user": amplitude_id, "offset": offset, "limit": page_limit, "direction": "latest"}
+            response = await self._http.get("/api/2/useractivity", params=params)
+            page = self._http.parse(response, UserActivityResponse)
+            first = first or page
+            events.extend(page.events)
+            offset += len(page.events)
+            if len(page.events) < page_limit:
+                return first.model_copy(update={"events": events}), False
+            if len(events) >= limit:
+                total = first.user_data.num_events
+                truncated = total is None or total > len(events)
+                return first.model_copy(update={"events": events[:limit]}), truncated or len(events) > limit
+
+    def _http_error(self, what: str) -> UpstreamError:
+        return UpstreamError(f"amplitude sent an inconsistent response ({what}).", source="amplitude")

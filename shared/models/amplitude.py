@@ -1,0 +1,76 @@
+"""Wire models for the Amplitude Dashboard REST API (upstream-apis.md §1), validated at the client edge.
+
+Unknown extra fields are ignored; only what the reference marks as documented is required.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class UsersData(_Wire):
+    """`data` of `GET /api/2/users`: one series per segment/group, one value per `xValues` date."""
+
+    series: list[list[float]]
+    series_meta: list[Any] = Field(default_factory=list[Any], alias="seriesMeta")
+    x_values: list[str] = Field(alias="xValues")
+
+
+class UsersResponse(_Wire):
+    data: UsersData
+
+
+class FunnelElement(_Wire):
+    """One element (segment or group) of `GET /api/2/funnels` `data`."""
+
+    events: list[str]
+    cumulative_raw: list[float] = Field(alias="cumulativeRaw")
+    cumulative: list[float]
+    step_by_step: list[float] = Field(alias="stepByStep")
+    median_trans_times: list[float] = Field(default_factory=list[float], alias="medianTransTimes")
+    avg_trans_times: list[float] = Field(default_factory=list[float], alias="avgTransTimes")
+
+
+class FunnelResponse(_Wire):
+    data: list[FunnelElement]
+
+
+class UserMatch(_Wire):
+    user_id: str | None = None
+    amplitude_id: int
+
+
+class UserSearchResponse(_Wire):
+    matches: list[UserMatch] = Field(default_factory=list[UserMatch])
+    type: str | None = None
+
+
+class UserData(_Wire):
+    user_id: str | None = None
+    canonical_amplitude_id: int | None = None
+    num_events: int | None = None
+    num_sessions: int | None = None
+    first_used: str | None = None
+    last_used: str | None = None
+    country: str | None = None
+    platform: str | None = None
+
+
+class ActivityEvent(_Wire):
+    """An event of `useractivity`; only these four fields are relied on (the rest is UNCONFIRMED)."""
+
+    event_type: str
+    event_time: str
+    event_properties: dict[str, Any] = Field(default_factory=dict[str, Any])
+    session_id: int | None = None
+
+
+class UserActivityResponse(_Wire):
+    user_data: UserData = Field(alias="userData")
+    events: list[ActivityEvent] = Field(default_factory=list[ActivityEvent])

@@ -1,0 +1,129 @@
+"""The runtime a face's lifespan owns: one HTTP client per configured upstream, the clients and the KPI service.
+
+`open_runtime` opens everything and closes it on exit; nothing here is built at import time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import httpx2
+
+from shared.clients._http import UpstreamHttp, new_async_client
+from shared.clients.amplitude import AmplitudeClient
+from shared.clients.revenuecat import RevenueCatClient
+from shared.errors import KpiError, Source
+from shared.models.kpi import DataSource
+from shared.services.kpi import KpiService
+from shared.settings import Settings
+
+READINESS_TTL = 30.0
+
+
+@dataclass(frozen=True)
+class SourceReadiness:
+    """Whether one upstream is configured and answered a cheap probe (no secrets, no upstream bodies)."""
+
+    source: Source
+    configured: bool
+    reachable: bool | None
+    detail: str | None = None
+
+
+@dataclass
+class Runtime:
+    """What a face needs at request time."""
+
+    settings: Settings
+    kpi: KpiService
+    amplitude: AmplitudeClient | None
+    revenuecat: RevenueCatClient | None
+    data_source: DataSource
+    _readiness: tuple[float, list[SourceReadiness]] | None = field(default=None, repr=False)
+
+    async def readiness(self) -> list[SourceReadiness]:
+        """Configured and reachable state of each source; probes are cached for 30 s to spare upstream budgets."""
+        now = time.monotonic()
+        if self._readiness is not None and now - self._readiness[0] < READINESS_TTL:
+            return self._readiness[1]
+        results: dict[Source, SourceReadiness] = {}
+
+        async def probe(source: Source, check: Callable[[], Awaitable[object]] | None) -> None:
+            if check is None:
+                results[source] = SourceReadiness(source, configured=False, reachable=None, detail="not configured")
+                return
+            try:
+                with anyio.fail_after(self.settings.KPI_UPSTREAM_TIMEOUT + 1):
+                    await check()
+            except KpiError as exc:
+                results[source] = SourceReadiness(source, configured=True, reachable=False, detail=exc.detail)
+            except TimeoutError:
+                results[source] = SourceReadiness(source, configured=True, reachable=False, detail="probe timed out")
+            else:
+                results[source] = SourceReadiness(source, configured=True, reachable=True)
+
+        amplitude, revenuecat = self.amplitude, self.revenuecat
+        yesterday = datetime.now(UTC).date() - timedelta(days=1)
+        async with anyio.create_task_group() as group:
+            group.start_soon(
+                probe,
+                "amplitude",
+                None if amplitude is None else lambda: amplitude.users(yesterday, yesterday, metric="active"),
+            )
+            group.start_soon(
+                probe, "revenuecat", None if revenuecat is None else lambda: revenuecat.customer("loop-kpi-readyz")
+            )
+        ordered = [results["amplitude"], results["revenuecat"]]
+        self._readiness = (now, ordered)
+        return ordered
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    *,
+    transport: httpx2.AsyncBaseTransport | None = None,
+    data_source: DataSource = "live",
+    clock: Callable[[], datetime] | None = None,
+) -> AsyncGenerator[Runtime]:
+    """Open one HTTP client per configured upstream, build the service, and close everything on exit."""
+    async with AsyncExitStack() as stack:
+        amplitude = revenuecat = None
+        deadline = settings.KPI_UPSTREAM_TIMEOUT
+        if settings.amplitude_configured:
+            http = await stack.enter_async_context(
+                new_async_client(
+                    settings.AMPLITUDE_BASE_URL,
+                    auth=httpx2.BasicAuth(*settings.amplitude_credentials()),
+                    transport=transport,
+                    timeout=settings.KPI_UPSTREAM_TIMEOUT,
+                    connect_timeout=settings.KPI_UPSTREAM_CONNECT_TIMEOUT,
+                )
+            )
+            amplitude = AmplitudeClient(UpstreamHttp(http, source="amplitude", deadline=deadline))
+        if settings.revenuecat_configured:
+            http = await stack.enter_async_context(
+                new_async_client(
+                    settings.REVENUECAT_BASE_URL,
+                    headers={"Authorization": f"Bearer {settings.revenuecat_key()}"},
+                    transport=transport,
+                    timeout=settings.KPI_UPSTREAM_TIMEOUT,
+                    connect_timeout=settings.KPI_UPSTREAM_CONNECT_TIMEOUT,
+                )
+            )
+            project = (settings.REVENUECAT_PROJECT_ID or "").strip()
+            revenuecat = RevenueCatClient(UpstreamHttp(http, source="revenuecat", deadline=deadline), project)
+        kpi = KpiService(
+            amplitude,
+            revenuecat,
+            conversion_steps=settings.KPI_CONVERSION_STEPS,
+            data_source=data_source,
+            activity_limit=settings.KPI_USER_ACTIVITY_LIMIT,
+            **({"clock": clock} if clock is not None else {}),
+        )
+        yield Runtime(settings, kpi, amplitude, revenuecat, data_source)

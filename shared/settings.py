@@ -1,0 +1,99 @@
+"""Service settings, read from the environment (and a `.env` file) by pydantic-settings.
+
+The environment variable names are part of the product's contract: vendor credentials keep their vendor names
+(`AMPLITUDE_API_KEY`, `REVENUECAT_API_KEY`, ...), our own settings start with `KPI_`, and the MCP allowlist is
+`MCP_ALLOWED_OPERATIONS`.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_CONVERSION_STEPS = ("Sign Up", "View Paywall", "Start Trial", "Subscribe")
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_ignore_empty=True, extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    # Amplitude Dashboard REST API (Basic auth: api key + secret key).
+    AMPLITUDE_API_KEY: SecretStr | None = None
+    AMPLITUDE_SECRET_KEY: SecretStr | None = None
+    AMPLITUDE_BASE_URL: str = "https://amplitude.com"
+
+    # RevenueCat REST API v2 (Bearer secret key, project-scoped).
+    REVENUECAT_API_KEY: SecretStr | None = None
+    REVENUECAT_PROJECT_ID: str | None = None
+    REVENUECAT_BASE_URL: str = "https://api.revenuecat.com"
+
+    KPI_CONVERSION_STEPS: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CONVERSION_STEPS
+
+    # Upstream HTTP behaviour.
+    KPI_UPSTREAM_TIMEOUT: float = Field(default=10.0, gt=0, description="Seconds per upstream request.")
+    KPI_UPSTREAM_CONNECT_TIMEOUT: float = Field(default=5.0, gt=0)
+    KPI_USER_ACTIVITY_LIMIT: int = Field(default=1000, ge=1, le=10_000, description="Max Amplitude events per journey.")
+
+    # Authentication of our own callers.
+    KPI_JWT_SECRET: SecretStr | None = None
+    KPI_JWKS_URL: str | None = None
+    KPI_JWT_ISSUER: str | None = None
+    KPI_JWT_AUDIENCE: str | None = None
+    KPI_JWT_LEEWAY: float = Field(default=30.0, ge=0, le=300)
+
+    # Faces.
+    KPI_PUBLIC_URL: str = "http://127.0.0.1:8000"
+    KPI_ALLOWED_HOSTS: Annotated[tuple[str, ...], NoDecode] = ("127.0.0.1:*", "localhost:*", "[::1]:*")
+    KPI_ACCESS_TOKEN: SecretStr | None = None
+    KPI_SANDBOX: bool = False
+    MCP_ALLOWED_OPERATIONS: Annotated[tuple[str, ...], NoDecode] | None = None
+
+    @field_validator("KPI_CONVERSION_STEPS", "KPI_ALLOWED_HOSTS", "MCP_ALLOWED_OPERATIONS", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("AMPLITUDE_BASE_URL", "REVENUECAT_BASE_URL", "KPI_PUBLIC_URL")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def amplitude_configured(self) -> bool:
+        """True when both Amplitude credentials are non-empty."""
+        return bool(_secret(self.AMPLITUDE_API_KEY) and _secret(self.AMPLITUDE_SECRET_KEY))
+
+    @property
+    def revenuecat_configured(self) -> bool:
+        """True when the RevenueCat v2 key and project id are non-empty."""
+        return bool(_secret(self.REVENUECAT_API_KEY) and (self.REVENUECAT_PROJECT_ID or "").strip())
+
+    def amplitude_credentials(self) -> tuple[str, str]:
+        """The Amplitude (api key, secret key) pair; empty strings when unset."""
+        return _secret(self.AMPLITUDE_API_KEY), _secret(self.AMPLITUDE_SECRET_KEY)
+
+    def revenuecat_key(self) -> str:
+        """The RevenueCat v2 secret key; empty string when unset."""
+        return _secret(self.REVENUECAT_API_KEY)
+
+
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value().strip() if value is not None else ""
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
