@@ -6,14 +6,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import anyio
 import httpx2
 
+from shared.auth.tokens import TokenVerifier
 from shared.clients._http import UpstreamHttp, new_async_client
 from shared.clients.amplitude import AmplitudeClient
 from shared.clients.revenuecat import RevenueCatClient
@@ -44,6 +45,7 @@ class Runtime:
     amplitude: AmplitudeClient | None
     revenuecat: RevenueCatClient | None
     data_source: DataSource
+    verifier: TokenVerifier
     _readiness: tuple[float, list[SourceReadiness]] | None = field(default=None, repr=False)
 
     async def readiness(self) -> list[SourceReadiness]:
@@ -81,6 +83,37 @@ class Runtime:
         ordered = [results["amplitude"], results["revenuecat"]]
         self._readiness = (now, ordered)
         return ordered
+
+
+def sandbox_settings(settings: Settings, base_url: str) -> Settings:
+    """Settings pointing both upstreams at a sandbox, with the sandbox's (fake) credentials."""
+    from shared.sandbox import credentials as sandbox
+
+    update: dict[str, object] = {
+        "AMPLITUDE_BASE_URL": base_url,
+        "AMPLITUDE_API_KEY": sandbox.SANDBOX_AMPLITUDE_API_KEY,
+        "AMPLITUDE_SECRET_KEY": sandbox.SANDBOX_AMPLITUDE_SECRET_KEY,
+        "REVENUECAT_BASE_URL": base_url,
+        "REVENUECAT_API_KEY": sandbox.SANDBOX_REVENUECAT_API_KEY,
+        "REVENUECAT_PROJECT_ID": sandbox.SANDBOX_REVENUECAT_PROJECT_ID,
+    }
+    return Settings.model_validate({**settings.model_dump(), **update})
+
+
+@contextmanager
+def sandbox_upstreams(settings: Settings) -> Generator[Settings]:
+    """With `KPI_SANDBOX`, the settings to use against the sandbox: the one at `KPI_SANDBOX_URL`, or one started
+    here on loopback for as long as the context lasts. Without it, the settings unchanged (never a fallback)."""
+    if not settings.KPI_SANDBOX:
+        yield settings
+        return
+    if settings.KPI_SANDBOX_URL:
+        yield sandbox_settings(settings, settings.KPI_SANDBOX_URL.rstrip("/"))
+        return
+    from shared.sandbox import SandboxServer
+
+    with SandboxServer() as server:
+        yield sandbox_settings(settings, server.base_url)
 
 
 @asynccontextmanager
@@ -126,4 +159,5 @@ async def open_runtime(
             activity_limit=settings.KPI_USER_ACTIVITY_LIMIT,
             **({"clock": clock} if clock is not None else {}),
         )
-        yield Runtime(settings, kpi, amplitude, revenuecat, data_source)
+        verifier = await stack.enter_async_context(TokenVerifier(settings))
+        yield Runtime(settings, kpi, amplitude, revenuecat, data_source, verifier)

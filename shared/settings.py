@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     KPI_ALLOWED_HOSTS: Annotated[tuple[str, ...], NoDecode] = ("127.0.0.1:*", "localhost:*", "[::1]:*")
     KPI_ACCESS_TOKEN: SecretStr | None = None
     KPI_SANDBOX: bool = False
+    KPI_SANDBOX_URL: str | None = Field(
+        default=None, description="With KPI_SANDBOX: use a sandbox already running there instead of starting one."
+    )
+    KPI_NO_AUTH: bool = Field(default=False, description="Sandbox only: serve without authentication.")
     MCP_ALLOWED_OPERATIONS: Annotated[tuple[str, ...], NoDecode] | None = None
 
     @field_validator("KPI_CONVERSION_STEPS", "KPI_ALLOWED_HOSTS", "MCP_ALLOWED_OPERATIONS", mode="before")

@@ -20,16 +20,22 @@ OPERATIONS: tuple[str, ...] = (
 )
 
 
+NONE = "none"
+
+
 class UnknownOperationError(ValueError):
     """An allowlist entry that names no KPI operation."""
 
 
 def resolve_allowlist(entries: Sequence[str] | None) -> tuple[str, ...]:
-    """The allowed operations, in `OPERATIONS` order; None allows all, an empty sequence allows none."""
+    """The allowed operations, in `OPERATIONS` order; None allows all; an empty sequence, or the single entry
+    `none` (an empty environment variable reads as unset), allows none."""
     if entries is None:
         return OPERATIONS
     if isinstance(entries, str):
         raise TypeError("resolve_allowlist takes a sequence of operation names, not a single string")
+    if [entry.strip().lower() for entry in entries] == [NONE]:
+        return ()
     valid = ", ".join(OPERATIONS)
     wanted: set[str] = set()
     for entry in entries:

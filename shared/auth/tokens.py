@@ -125,14 +125,16 @@ class TokenVerifier:
             self._owns_client = False
 
     async def __aenter__(self) -> Self:
+        """Use the verifier as an async context manager that closes its own client on exit."""
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        """Close the HTTP client this verifier created itself."""
         await self.aclose()
 
     def _decode(self, token: str, key: str | jwt.PyJWK, alg: str) -> dict[str, object]:
         options: Options = {
-            "require": ["sub"],
+            "require": ["sub", "exp"],
             "verify_aud": self._audience is not None,
             "enforce_minimum_key_length": True,
         }
@@ -299,6 +301,8 @@ def _missing_claim_reason(claim: str) -> str:
         return "wrong issuer"
     if claim == "sub":
         return "missing subject"
+    if claim == "exp":
+        return "token has no expiry"
     return "missing required claim"
 
 

@@ -223,7 +223,7 @@ class Customer:
     app_version: str
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Dataset:
     """The whole synthetic world. ``events`` are grouped by user (in ``users`` order), chronological within a user."""
 
@@ -238,6 +238,12 @@ class Dataset:
     purchases: tuple[Purchase, ...]
     transactions: tuple[Transaction, ...]
     _event_spans: Mapping[int, tuple[int, int]] = field(repr=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset(seed={self.seed}, start={self.start}, end={self.end}, users={len(self.users)}, "
+            f"events={len(self.events)}, transactions={len(self.transactions)})"
+        )
 
     @property
     def end_at(self) -> datetime:

@@ -1,6 +1,7 @@
 """The MCP allowlist: resolved from MCP_ALLOWED_OPERATIONS, failing closed."""
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -72,13 +73,15 @@ def test_a_bare_string_is_refused_rather_than_read_character_by_character() -> N
     ],
 )
 def test_the_settings_env_var_feeds_the_allowlist(
-    monkeypatch: pytest.MonkeyPatch, raw: str, expected: tuple[str, ...]
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, raw: str, expected: tuple[str, ...]
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env here
     monkeypatch.setenv("MCP_ALLOWED_OPERATIONS", raw)
-    settings = Settings(_env_file=None)
+    settings = Settings()
     assert resolve_allowlist(settings.MCP_ALLOWED_OPERATIONS) == expected
 
 
-def test_an_unset_env_var_allows_every_operation(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unset_env_var_allows_every_operation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env here
     monkeypatch.delenv("MCP_ALLOWED_OPERATIONS", raising=False)
-    assert resolve_allowlist(Settings(_env_file=None).MCP_ALLOWED_OPERATIONS) == OPERATIONS
+    assert resolve_allowlist(Settings().MCP_ALLOWED_OPERATIONS) == OPERATIONS

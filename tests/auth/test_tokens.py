@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import httpx2
 import jwt
 import pytest
@@ -47,9 +48,8 @@ def make_settings(
     audience: str | None = None,
     leeway: float = 0.0,
 ) -> Settings:
-    """Settings with every auth field given explicitly, so the environment cannot leak in."""
+    """Settings with every auth field given explicitly, so neither the environment nor a `.env` can leak in."""
     return Settings(
-        _env_file=None,
         KPI_JWT_SECRET=SecretStr(secret) if secret is not None else None,
         KPI_JWKS_URL=jwks_url,
         KPI_JWT_ISSUER=issuer,
@@ -158,10 +158,13 @@ class FakeJwks:
     requests: int = 0
     respond: Callable[[], httpx2.Response] | None = None
     seen_urls: list[str] = field(default_factory=list[str])
+    delay: float = 0.0
 
-    def handler(self, request: httpx2.Request) -> httpx2.Response:
+    async def handler(self, request: httpx2.Request) -> httpx2.Response:
         self.requests += 1
         self.seen_urls.append(str(request.url))
+        if self.delay:
+            await anyio.sleep(self.delay)
         if self.respond is not None:
             return self.respond()
         return httpx2.Response(200, json={"keys": self.keys})
@@ -229,7 +232,7 @@ def _alg_none() -> str:
 
 
 def _alg_none_signed() -> str:
-    header, payload, signature = hs256(claims()).split(".")
+    _, payload, signature = hs256(claims()).split(".")
     return f"{b64json({'alg': 'none'})}.{payload}.{signature}"
 
 
@@ -339,7 +342,7 @@ def test_configured_reports_whether_any_verification_method_exists(
     ],
 )
 def test_an_unsafe_configuration_is_refused_at_construction(secret: str | None, jwks_url: str | None) -> None:
-    with pytest.raises(ValueError, match="KPI_JWT_SECRET|KPI_JWKS_URL") as caught:
+    with pytest.raises(ValueError, match=r"KPI_JWT_SECRET|KPI_JWKS_URL") as caught:
         TokenVerifier(make_settings(secret=secret, jwks_url=jwks_url))
     assert "short" not in str(caught.value)
 
@@ -395,7 +398,7 @@ async def test_scopes_and_roles_are_read_from_the_usual_claims_ignoring_junk(
     [
         pytest.param({"jti": 5}, "malformed token", id="jti-not-a-string"),
         pytest.param({"jti": ""}, None, id="empty-jti"),
-        pytest.param({"exp": None}, None, id="no-exp"),
+        pytest.param({"exp": None}, "token has no expiry", id="no-exp"),
         pytest.param({"exp": True}, "token expired", id="exp-a-bool"),
         pytest.param({"nbf": "soon"}, "malformed token", id="nbf-not-a-number"),
         pytest.param({"iat": "earlier"}, "malformed token", id="iat-not-a-number"),
@@ -516,8 +519,8 @@ async def test_a_token_signed_by_another_key_under_a_known_kid_is_rejected(rsa_s
 
 @pytest.mark.anyio
 async def test_unusable_jwks_entries_are_skipped_not_fatal(rsa_signing_key: SigningKey) -> None:
+    weak = rsa_key("weak", bits=1024)
     with pytest.warns(InsecureKeyLengthWarning):
-        weak = rsa_key("weak", bits=1024)
         weak_token = weak.sign(claims())
     oct_jwk = {"kty": "oct", "kid": "oct-1", "k": b64(SECRET.encode()), "alg": "HS256"}
     junk: list[Any] = [
@@ -569,6 +572,23 @@ async def test_an_unknown_kid_triggers_one_rate_limited_refetch(rsa_signing_key:
         assert (await verifier.verify(rotated.sign(claims(sub="new")))).subject == "new"
         assert (await verifier.verify(rsa_signing_key.sign(claims(sub="old")))).subject == "old"
         assert jwks.requests == 3
+
+
+@pytest.mark.anyio
+async def test_concurrent_verifications_share_one_jwks_fetch(rsa_signing_key: SigningKey) -> None:
+    jwks = FakeJwks(keys=[rsa_signing_key.jwk], delay=0.05)
+    subjects: list[str] = []
+    async with jwks.client() as client:
+        verifier = TokenVerifier(make_settings(secret=None, jwks_url=JWKS_URL), http_client=client)
+
+        async def verify_one(index: int) -> None:
+            subjects.append((await verifier.verify(rsa_signing_key.sign(claims(sub=f"user-{index}")))).subject)
+
+        async with anyio.create_task_group() as group:
+            for index in range(10):
+                group.start_soon(verify_one, index)
+    assert sorted(subjects) == sorted(f"user-{index}" for index in range(10))
+    assert jwks.requests == 1
 
 
 @pytest.mark.anyio

@@ -1,0 +1,131 @@
+"""The one FastAPI app: REST under `/api/kpi`, health probes, and (mounted last) MCP over streamable HTTP at `/mcp`.
+
+`create_app` builds everything per call; nothing is built at import time. The lifespan opens the runtime
+(upstream clients, KPI service, token verifier) and, in sandbox mode, the loopback sandbox it points them at.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncGenerator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import datetime
+from typing import Any, TypedDict
+
+import httpx2
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import add_exception_handlers
+from api.openapi import Problem
+from api.routes import health, kpi
+from server.http import mount_mcp
+from server.tools import build_mcp
+from shared.auth.allowlist import resolve_allowlist
+from shared.runtime import Runtime, open_runtime, sandbox_upstreams
+from shared.settings import Settings, get_settings
+
+logger = logging.getLogger("loop_kpi")
+
+
+class State(TypedDict):
+    runtime: Runtime
+
+
+def with_ephemeral_secret(settings: Settings) -> Settings:
+    """In sandbox mode without any verification method, a random HS256 secret for this process only."""
+    if settings.KPI_JWT_SECRET is not None or settings.KPI_JWKS_URL:
+        return settings
+    return Settings.model_validate({**settings.model_dump(), "KPI_JWT_SECRET": secrets.token_urlsafe(48)})
+
+
+class DataSourceHeader:
+    """Adds `X-KPI-Data-Source: sandbox` to every response, so sandbox figures are never mistaken for real ones."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-kpi-data-source", b"sandbox")]
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    transport: httpx2.AsyncBaseTransport | None = None,
+    clock: Callable[[], datetime] | None = None,
+    on_ready: Callable[[Settings], None] | None = None,
+) -> FastAPI:
+    """Build the app. `transport` and `clock` are for tests; `on_ready` runs once the runtime is open."""
+    settings = settings or get_settings()
+    if settings.KPI_NO_AUTH and not settings.KPI_SANDBOX:
+        raise ValueError("KPI_NO_AUTH is only allowed together with KPI_SANDBOX: production never runs open.")
+    if settings.KPI_SANDBOX:
+        settings = with_ephemeral_secret(settings)
+    allowed = resolve_allowlist(settings.MCP_ALLOWED_OPERATIONS)
+    opened: list[Runtime] = []
+
+    def get_runtime() -> Runtime:
+        return opened[0]
+
+    mcp = build_mcp(get_runtime, allowed)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncGenerator[State]:
+        async with AsyncExitStack() as stack:
+            effective = stack.enter_context(sandbox_upstreams(settings))
+            runtime = await stack.enter_async_context(
+                open_runtime(
+                    effective,
+                    transport=transport,
+                    data_source="sandbox" if settings.KPI_SANDBOX else "live",
+                    clock=clock,
+                )
+            )
+            opened.append(runtime)
+            await stack.enter_async_context(mcp.session_manager.run())
+            if on_ready is not None:
+                on_ready(effective)
+            yield {"runtime": runtime}
+            opened.clear()
+
+    app = FastAPI(
+        title="Loop KPI",
+        version="0.1.0",
+        summary="Product and revenue KPIs from Amplitude and RevenueCat, for executives, analysts and AI assistants.",
+        lifespan=lifespan,
+    )
+    add_exception_handlers(app)
+    app.include_router(health.router)
+    app.include_router(kpi.router)
+    _register_problem_schema(app)
+    mount_mcp(app, mcp, settings, get_runtime)
+    if settings.KPI_SANDBOX:
+        app.add_middleware(DataSourceHeader)
+    return app
+
+
+def _register_problem_schema(app: FastAPI) -> None:
+    """Make `#/components/schemas/Problem` resolvable from the problem+json responses."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = original()
+            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = Problem.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi

@@ -1,0 +1,54 @@
+"""Liveness and readiness probes (no authentication, no secrets)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from api.deps import RuntimeDep
+
+router = APIRouter(tags=["health"])
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class SourceState(BaseModel):
+    source: Literal["amplitude", "revenuecat"]
+    configured: bool
+    reachable: bool | None
+    detail: str | None
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "degraded", "down"]
+    data_source: Literal["live", "sandbox"]
+    sources: list[SourceState]
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness")
+async def read_health() -> Health:
+    """The process is up and serving."""
+    return Health()
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "No source is both configured and reachable."}},
+    summary="Readiness",
+)
+async def read_readiness(runtime: RuntimeDep) -> JSONResponse:
+    """Which sources are configured and answered a cheap probe (cached for 30 s)."""
+    states = [
+        SourceState(source=s.source, configured=s.configured, reachable=s.reachable, detail=s.detail)
+        for s in await runtime.readiness()
+    ]
+    up = [s.configured and bool(s.reachable) for s in states]
+    status: Literal["ready", "degraded", "down"] = "ready" if all(up) else "degraded" if any(up) else "down"
+    body = Readiness(status=status, data_source=runtime.data_source, sources=states)
+    return JSONResponse(body.model_dump(mode="json"), status_code=503 if status == "down" else 200)

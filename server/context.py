@@ -1,0 +1,30 @@
+"""Who is calling, on every MCP transport: a context variable set by the HTTP guard per request, or once by the
+stdio entry point from `KPI_ACCESS_TOKEN`. Tools read it through `current_reader`, which applies the one scope
+checker of `shared.auth`."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Literal
+
+from mcp.server.mcpserver.exceptions import ToolError
+
+from shared.auth.scopes import Principal, require_kpi_access
+from shared.errors import InsufficientScopeError
+
+Transport = Literal["mcp-http", "mcp-stdio", "mcp-memory"]
+
+current_principal: ContextVar[Principal | None] = ContextVar("loop_kpi_principal", default=None)
+current_transport: ContextVar[Transport] = ContextVar("loop_kpi_transport", default="mcp-memory")
+
+
+def current_reader() -> Principal:
+    """The caller, if it may read KPIs; otherwise a tool error the model can read, naming the missing scope."""
+    principal = current_principal.get()
+    if principal is None:
+        raise ToolError("Unauthorized: no verified caller for this session (set KPI_ACCESS_TOKEN).")
+    try:
+        require_kpi_access(principal)
+    except InsufficientScopeError as exc:
+        raise ToolError(f"{exc.title}: {exc.detail}") from exc
+    return principal

@@ -1,0 +1,137 @@
+"""MCP over streamable HTTP inside the FastAPI app, at exactly `/mcp`, behind the same bearer check as REST.
+
+The SDK's own auth is not used: it cannot express "kpi:read OR role admin/exec" and omits `scope=` from its 403
+challenge. Our guard verifies the token with the runtime's verifier, applies `require_kpi_access`, answers 401/403
+as problem details with an RFC 9728 `resource_metadata` challenge, and publishes the principal to the tools.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from urllib.parse import parse_qs, urlsplit
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from mcp.server.mcpserver import MCPServer
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from server.context import current_principal, current_transport
+from shared.auth.challenge import www_authenticate
+from shared.auth.scopes import KPI_READ, Principal, require_kpi_access
+from shared.auth.tokens import parse_authorization_header
+from shared.errors import AuthenticationError, InsufficientScopeError
+from shared.runtime import Runtime
+from shared.settings import Settings
+
+MCP_PATH = "/mcp"
+PRM_PATH = "/.well-known/oauth-protected-resource"
+
+
+def resource_url(settings: Settings) -> str:
+    """The MCP endpoint's public URL, the protected resource's identifier."""
+    return settings.KPI_PUBLIC_URL + MCP_PATH
+
+
+def resource_metadata_url(settings: Settings) -> str:
+    """Where the RFC 9728 metadata of the MCP endpoint is served."""
+    return settings.KPI_PUBLIC_URL + PRM_PATH
+
+
+def transport_security(settings: Settings) -> TransportSecuritySettings:
+    """DNS-rebinding protection stays on; allowed hosts come from settings plus the public URL's host."""
+    hosts = list(settings.KPI_ALLOWED_HOSTS)
+    public = urlsplit(settings.KPI_PUBLIC_URL)
+    if public.netloc and public.netloc not in hosts:
+        hosts.append(public.netloc)
+    origins = [f"{scheme}://{host}" for host in hosts for scheme in ("http", "https")]
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+
+
+class McpAuthGuard:
+    """Pure ASGI guard in front of the MCP endpoint (it never buffers the streamed response)."""
+
+    def __init__(self, app: StreamableHTTPASGIApp, get_runtime: Callable[[], Runtime]) -> None:
+        self.app = app
+        self.get_runtime = get_runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime = self.get_runtime()
+        try:
+            principal = await self._authenticate(scope, runtime)
+            require_kpi_access(principal)
+        except (AuthenticationError, InsufficientScopeError) as exc:
+            challenge = www_authenticate(exc, resource_metadata=resource_metadata_url(runtime.settings))
+            body: dict[str, object] = {
+                "type": exc.type_uri,
+                "title": exc.title,
+                "status": exc.status,
+                "detail": exc.detail,
+            }
+            if not isinstance(exc, AuthenticationError):
+                body["required_scope"] = KPI_READ
+            response = JSONResponse(
+                body,
+                status_code=exc.status,
+                headers={"WWW-Authenticate": challenge},
+                media_type="application/problem+json",
+            )
+            await response(scope, receive, send)
+            return
+        principal_token = current_principal.set(principal)
+        transport_token = current_transport.set("mcp-http")
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            current_transport.reset(transport_token)
+            current_principal.reset(principal_token)
+
+    async def _authenticate(self, scope: Scope, runtime: Runtime) -> Principal:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if "access_token" in query:
+            raise AuthenticationError(
+                "tokens are not accepted in the query string; use the Authorization header.", token_sent=True
+            )
+        header = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"authorization"), None)
+        token = parse_authorization_header(header)
+        if token is None:
+            if runtime.settings.KPI_NO_AUTH and runtime.data_source == "sandbox":
+                return Principal.local("sandbox-no-auth")
+            raise AuthenticationError("A bearer token is required.", token_sent=False)
+        return await runtime.verifier.verify(token)
+
+
+def mount_mcp(app: FastAPI, mcp: MCPServer, settings: Settings, get_runtime: Callable[[], Runtime]) -> None:
+    """Serve `mcp` at exactly `/mcp` (stateless, JSON responses) and its protected resource metadata."""
+    mcp.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        stateless_http=True,
+        json_response=True,
+        transport_security=transport_security(settings),
+    )
+    guard = McpAuthGuard(StreamableHTTPASGIApp(mcp.session_manager), get_runtime)
+    app.router.routes.append(Route(MCP_PATH, endpoint=guard, include_in_schema=False))
+
+    metadata = {
+        "resource": resource_url(settings),
+        "authorization_servers": [settings.KPI_JWT_ISSUER] if settings.KPI_JWT_ISSUER else [],
+        "scopes_supported": [KPI_READ],
+        "bearer_methods_supported": ["header"],
+        "resource_name": "Loop KPI",
+    }
+    encoded = json.dumps(metadata).encode()
+
+    async def protected_resource_metadata() -> JSONResponse:
+        return JSONResponse(json.loads(encoded), headers={"Cache-Control": "public, max-age=3600"})
+
+    for path in (PRM_PATH, PRM_PATH + MCP_PATH):
+        app.add_api_route(
+            path,
+            protected_resource_metadata,
+            methods=["GET"],
+            include_in_schema=False,
+            summary="RFC 9728 protected resource metadata of the MCP endpoint",
+        )
