@@ -87,7 +87,9 @@ def test_monthly_active_users_equal_distinct_users_with_events(amplitude: httpx2
     assert data["series"] == [expected]
 
 
-def test_daily_and_weekly_active_users_bucket_by_day_and_monday_week(amplitude: httpx2.Client, dataset: Dataset) -> None:
+def test_daily_and_weekly_active_users_bucket_by_day_and_monday_week(
+    amplitude: httpx2.Client, dataset: Dataset
+) -> None:
     daily = amplitude.get("/api/2/users", params={"start": "20250301", "end": "20250303"}).json()["data"]
     assert daily["xValues"] == ["2025-03-01", "2025-03-02", "2025-03-03"]
     assert daily["series"][0][2] == _distinct_active(dataset, date(2025, 3, 3), date(2025, 3, 3))
@@ -142,7 +144,10 @@ def test_funnel_rejects_bad_parameters_with_400(amplitude: httpx2.Client, params
 def test_usersearch_matches_user_id_amplitude_id_prefix_or_nothing(amplitude: httpx2.Client, dataset: Dataset) -> None:
     user = dataset.users[42]
     exact = amplitude.get("/api/2/usersearch", params={"user": user.user_id}).json()
-    assert exact == {"matches": [{"user_id": user.user_id, "amplitude_id": user.amplitude_id}], "type": "match_user_or_device_id"}
+    assert exact == {
+        "matches": [{"user_id": user.user_id, "amplitude_id": user.amplitude_id}],
+        "type": "match_user_or_device_id",
+    }
     by_id = amplitude.get("/api/2/usersearch", params={"user": str(user.amplitude_id)}).json()
     assert by_id["type"] == "match_amplitude_id"
     assert by_id["matches"][0]["user_id"] == user.user_id

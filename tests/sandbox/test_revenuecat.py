@@ -44,7 +44,7 @@ def test_overview_lists_the_six_metrics_with_rate_limit_headers(revenuecat: http
     assert metrics["revenue"]["period"] == "P28D"
     trialing = sum(s.status == "trialing" for s in dataset.subscriptions)
     assert metrics["active_trials"]["value"] == trialing
-    assert isinstance(metrics["last_updated_at"]["last_updated_at"] if "last_updated_at" in metrics else 0, int)
+    assert isinstance(metrics["mrr"]["last_updated_at"], int)
 
 
 def test_overview_rejects_unknown_currency(revenuecat: httpx2.Client) -> None:
@@ -59,7 +59,9 @@ def test_charts_over_the_limit_get_429_with_retry_after_until_the_window_moves(
     now = [1000.0]
     state.clock = lambda: now[0]
     state.charts_rpm = 3
-    usages = [revenuecat.get(f"{PROJECT}/metrics/overview").headers["RevenueCat-Rate-Limit-Current-Usage"] for _ in range(3)]
+    usages = [
+        revenuecat.get(f"{PROJECT}/metrics/overview").headers["RevenueCat-Rate-Limit-Current-Usage"] for _ in range(3)
+    ]
     assert usages == ["1", "2", "3"]
     limited = revenuecat.get(f"{PROJECT}/charts/revenue/options")
     assert limited.status_code == 429
@@ -84,7 +86,9 @@ def test_chart_options_list_resolutions_and_segments(revenuecat: httpx2.Client) 
     assert {s["id"] for s in body["segments"]} == {"country", "store", "product"}
 
 
-def test_refund_rate_chart_equals_refunds_over_transactions_in_raw_data(revenuecat: httpx2.Client, dataset: Dataset) -> None:
+def test_refund_rate_chart_equals_refunds_over_transactions_in_raw_data(
+    revenuecat: httpx2.Client, dataset: Dataset
+) -> None:
     params = {"start_date": "2025-01-01", "end_date": "2025-03-31", "resolution": "2"}
     body = revenuecat.get(f"{PROJECT}/charts/refund_rate", params=params).json()
     assert body["resolution"] == "month"
@@ -112,7 +116,9 @@ def test_revenue_chart_total_is_net_of_refunds(revenuecat: httpx2.Client, datase
     body = revenuecat.get(f"{PROJECT}/charts/revenue", params=params).json()
     april = [t for t in dataset.transactions if t.purchased_at.date().replace(day=1) == date(2025, 4, 1)]
     assert body["values"] == []
-    assert body["summary"]["total"]["Revenue"] == pytest.approx(sum(t.price_usd for t in april if not t.refunded), abs=0.01)
+    assert body["summary"]["total"]["Revenue"] == pytest.approx(
+        sum(t.price_usd for t in april if not t.refunded), abs=0.01
+    )
     assert body["summary"]["total"]["Transactions"] == sum(not t.refunded for t in april)
 
 
@@ -130,7 +136,10 @@ def test_segmented_chart_points_carry_a_segment_index(revenuecat: httpx2.Client)
         ({"start_date": "2025-05-01", "end_date": "2025-04-30"}, "start_date"),
         ({"start_date": "20250401", "end_date": "2025-04-30"}, "start_date"),
         ({"start_date": "2025-04-01", "end_date": "2025-04-30", "segment": "planet"}, "segment"),
-        ({"start_date": "2025-04-01", "end_date": "2025-04-30", "filters": '[{"name": "planet", "values": ["x"]}]'}, "filters"),
+        (
+            {"start_date": "2025-04-01", "end_date": "2025-04-30", "filters": '[{"name": "planet", "values": ["x"]}]'},
+            "filters",
+        ),
     ],
 )
 def test_chart_rejects_bad_parameters_with_parameter_error(
