@@ -61,7 +61,9 @@ class AmplitudeClient:
         mode: Literal["ordered", "unordered", "sequential"] = "ordered",
     ) -> FunnelElement:
         """`GET /api/2/funnels` with one repeated `e` per step; returns the ungrouped element."""
-        params: list[tuple[str, str | int | float | bool | None]] = [("e", json.dumps({"event_type": step})) for step in steps]
+        params: list[tuple[str, str | int | float | bool | None]] = [
+            ("e", json.dumps({"event_type": step})) for step in steps
+        ]
         params += [
             ("start", amplitude_date(start)),
             ("end", amplitude_date(end)),

@@ -67,7 +67,7 @@ class ResultMeta(_Model):
 
     data_source: DataSource = Field(description="`sandbox` when served from the bundled synthetic dataset.")
     generated_at: datetime = Field(description="When the service computed this result (UTC).")
-    partial: bool = Field(False, description="True when a source failed and its part of the result is missing.")
+    partial: bool = Field(default=False, description="True when a source failed and its part of the result is missing.")
     sources: list[SourceStatus] = Field(default_factory=list[SourceStatus])
 
 
@@ -75,7 +75,7 @@ class ResultMeta(_Model):
 
 
 class OverviewQuery(_Model):
-    as_of: date | None = Field(None, description="Day the overview is for (UTC); default today.")
+    as_of: date | None = Field(default=None, description="Day the overview is for (UTC); default today.")
 
 
 class AmplitudeOverview(_Model):
@@ -111,9 +111,9 @@ class OverviewResult(ResultMeta):
 
 class MauQuery(_Model):
     start_month: date | None = Field(
-        None, description="First month (any day in it); default five months before `end_month`."
+        default=None, description="First month (any day in it); default five months before `end_month`."
     )
-    end_month: date | None = Field(None, description="Last month (any day in it); default the current month.")
+    end_month: date | None = Field(default=None, description="Last month (any day in it); default the current month.")
 
 
 class MauMonth(_Model):
@@ -135,14 +135,14 @@ class MauResult(ResultMeta):
 
 class ConversionQuery(_Model):
     steps: list[EventType] | None = Field(
-        None,
+        default=None,
         description="Funnel steps in order (2-10 event types); default the configured KPI_CONVERSION_STEPS.",
         max_length=MAX_FUNNEL_STEPS,
     )
-    start_date: date | None = Field(None, description="First day (inclusive); default 29 days before end_date.")
-    end_date: date | None = Field(None, description="Last day (inclusive); default today.")
-    conversion_window_days: int = Field(30, ge=1, le=90, description="Days a user has to finish the funnel.")
-    mode: FunnelMode = Field("ordered", description="Amplitude funnel mode.")
+    start_date: date | None = Field(default=None, description="First day (inclusive); default 29 days before end_date.")
+    end_date: date | None = Field(default=None, description="Last day (inclusive); default today.")
+    conversion_window_days: int = Field(default=30, ge=1, le=90, description="Days a user has to finish the funnel.")
+    mode: FunnelMode = Field(default="ordered", description="Amplitude funnel mode.")
 
 
 class FunnelStep(_Model):
@@ -245,15 +245,15 @@ class JourneyResult(ResultMeta):
 class RefundAnalysisQuery(_Model):
     start_date: date = Field(description="First day (inclusive).")
     end_date: date = Field(description="Last day (inclusive); not in the future.")
-    resolution: Resolution = Field("month", description="Period size.")
+    resolution: Resolution = Field(default="month", description="Period size.")
     segment: str | None = Field(
-        None,
+        default=None,
         max_length=64,
         pattern=r"^[a-z0-9_]+$",
         description="Optional RevenueCat chart segment id, e.g. `store` or `country`.",
     )
     user_ids: list[UserId] | None = Field(
-        None, max_length=MAX_REFUND_USER_IDS, description="Up to 100 app user ids to detail refunds for."
+        default=None, max_length=MAX_REFUND_USER_IDS, description="Up to 100 app user ids to detail refunds for."
     )
 
 

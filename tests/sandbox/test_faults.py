@@ -11,9 +11,11 @@ USERS = {"start": "20250101", "end": "20250101"}
 def test_latency_longer_than_the_client_timeout_times_out(server: SandboxServer, state: SandboxState) -> None:
     state.inject("revenuecat.overview", FaultSpec(latency=0.3, times=1))
     headers = {"Authorization": f"Bearer {state.revenuecat_api_key}"}
-    with httpx2.Client(base_url=server.base_url, headers=headers, timeout=0.05) as client:
-        with pytest.raises(httpx2.TimeoutException):
-            client.get(f"{PROJECT}/metrics/overview")
+    with (
+        httpx2.Client(base_url=server.base_url, headers=headers, timeout=0.05) as client,
+        pytest.raises(httpx2.TimeoutException),
+    ):
+        client.get(f"{PROJECT}/metrics/overview")
 
 
 def test_reset_drops_the_connection(amplitude: httpx2.Client, state: SandboxState) -> None:
