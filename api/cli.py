@@ -52,10 +52,12 @@ def banner(settings: Settings) -> str:
             audience=settings.KPI_JWT_AUDIENCE,
         )
         lines.append(f"  Token:     {token}")
-        lines.append("             (kpi:read, valid 8 h; signed with this process's ephemeral secret)")
+        lines.append("             (kpi:read, valid 8 h, signed with this process's secret)")
         lines.append(
             f'  Try:       curl -s -H "Authorization: Bearer {token}" {shlex.quote(base + "/api/kpi/overview")}'
         )
+        lines.append("  For the README's examples, in another terminal:")
+        lines.append(f"             export TOKEN={token}")
     return "\n".join(lines) + "\n"
 
 

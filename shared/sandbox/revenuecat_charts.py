@@ -424,7 +424,8 @@ def overview(dataset: Dataset, params: QueryParams) -> dict[str, object]:
     paying = [s for s in dataset.subscriptions if s.status in ("active", "in_grace_period")]
     mrr = sum(PRODUCTS[s.product_id].price_usd / PRODUCTS[s.product_id].period_months for s in paying)
     revenue = sum(t.price_usd for t in dataset.transactions if not t.refunded and t.purchased_at.date() >= window_start)
-    updated = dataset.end_at
+    # The figures were last computed at the newest data point (never in the future, unlike the day's end).
+    updated = max((c.last_seen_at for c in dataset.customers), default=dataset.end_at)
     metrics: list[tuple[str, str, str, str, str, float | int]] = [
         ("active_trials", "Active Trials", "Trials that have not ended yet", "#", "P0D", sum(s.status == "trialing" for s in dataset.subscriptions)),
         ("active_subscriptions", "Active Subscriptions", "Paid subscriptions giving access", "#", "P0D", len(paying)),
