@@ -10,7 +10,7 @@ from shared.auth.scopes import Principal, require_kpi_access
 from shared.auth.tokens import parse_authorization_header
 from shared.errors import AuthenticationError
 from shared.runtime import Runtime
-from shared.services.kpi import KpiService
+from shared.services.cached import CachedKpiService
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -22,12 +22,12 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_kpi_service(runtime: RuntimeDep) -> KpiService:
-    """The KPI service of the runtime."""
-    return runtime.kpi
+def get_kpi_service(runtime: RuntimeDep) -> CachedKpiService:
+    """The runtime's KPI service, behind its cache and single-flight."""
+    return runtime.cached
 
 
-KpiServiceDep = Annotated[KpiService, Depends(get_kpi_service)]
+KpiServiceDep = Annotated[CachedKpiService, Depends(get_kpi_service)]
 
 
 async def get_principal(request: Request, runtime: RuntimeDep) -> Principal:

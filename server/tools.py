@@ -24,9 +24,10 @@ from shared.auth.scopes import Principal
 from shared.errors import KpiError, UpstreamRateLimitedError
 from shared.models import kpi as m
 from shared.runtime import Runtime
+from shared.services.cached import Served
 
 logger = logging.getLogger("loop_kpi.mcp")
-ResultT = TypeVar("ResultT")
+ResultT = TypeVar("ResultT", bound=m.ResultMeta)
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 INSTRUCTIONS = (
@@ -47,9 +48,9 @@ def tool_error(error: KpiError) -> ToolError:
     return ToolError(text)
 
 
-async def _call(operation: Awaitable[ResultT]) -> ResultT:
+async def _call(operation: Awaitable[Served[ResultT]]) -> ResultT:
     try:
-        return await operation
+        return (await operation).value
     except KpiError as exc:
         raise tool_error(exc) from exc
 
@@ -74,7 +75,7 @@ def build_mcp(get_runtime: Callable[[], Runtime], allowed: Sequence[str] = OPERA
         MRR, gross revenue of the last 28 days (USD, before store fees), active subscriptions and trials, new
         customers and active users (28 days). RevenueCat active users are SDK-seen ids, not comparable with
         Amplitude MAU. If one source fails the other's figures still come back with `partial: true`."""
-        return await _call(get_runtime().kpi.overview(m.OverviewQuery(as_of=as_of)))
+        return await _call(get_runtime().cached.overview(m.OverviewQuery(as_of=as_of)))
 
     async def kpi_mau(
         reader: Reader,
@@ -88,7 +89,7 @@ def build_mcp(get_runtime: Callable[[], Runtime], allowed: Sequence[str] = OPERA
         """Monthly active users (distinct users with any event in Amplitude) per calendar month, with the change from
         the previous month in users and percent. The current month is `partial` (counted to today), so compare it
         with care. Up to 36 months."""
-        return await _call(get_runtime().kpi.mau(m.MauQuery(start_month=start_month, end_month=end_month)))
+        return await _call(get_runtime().cached.mau(m.MauQuery(start_month=start_month, end_month=end_month)))
 
     async def kpi_conversion(
         reader: Reader,
@@ -117,14 +118,14 @@ def build_mcp(get_runtime: Callable[[], Runtime], allowed: Sequence[str] = OPERA
             conversion_window_days=conversion_window_days,
             mode=mode,
         )
-        return await _call(get_runtime().kpi.conversion(query))
+        return await _call(get_runtime().cached.conversion(query))
 
     async def kpi_user_journey(reader: Reader, user_id: m.UserId) -> m.JourneyResult:
         """One user's journey: Amplitude profile and events, RevenueCat subscriptions, renewals, cancellations,
         billing issues, purchases and refunds, merged into one timeline, oldest first. Errors with 'Not found' when
         neither source knows the user id. Refunds are placed at the purchase they reverse (RevenueCat gives no
         refund time)."""
-        return await _call(get_runtime().kpi.user_journey(user_id))
+        return await _call(get_runtime().cached.user_journey(user_id))
 
     async def kpi_refund_analysis(
         reader: Reader,
@@ -147,7 +148,7 @@ def build_mcp(get_runtime: Callable[[], Runtime], allowed: Sequence[str] = OPERA
         query = m.RefundAnalysisQuery(
             start_date=start_date, end_date=end_date, resolution=resolution, segment=segment, user_ids=user_ids
         )
-        return await _call(get_runtime().kpi.refund_analysis(query))
+        return await _call(get_runtime().cached.refund_analysis(query))
 
     tools: dict[str, tuple[Callable[..., Awaitable[Any]], str]] = {
         "kpi_overview": (kpi_overview, "KPI overview"),

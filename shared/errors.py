@@ -6,6 +6,7 @@ No error ever carries a credential: messages are built from our own words, statu
     KpiError (500)
     ├── InvalidInputError (422)                     bad parameters from our caller, naming the field
     ├── NotFoundError (404)                         e.g. a user unknown to every source
+    ├── DeadlineExceededError (504)                 the whole operation ran out of time (several upstream calls)
     ├── AuthError
     │   ├── AuthenticationError (401)               no token, or an invalid / expired one
     │   └── InsufficientScopeError (403)            a valid token without kpi:read (and not admin/exec)
@@ -62,6 +63,14 @@ class NotFoundError(KpiError):
     status = 404
     title = "Not found"
     slug = "not-found"
+
+
+class DeadlineExceededError(KpiError):
+    """The operation as a whole did not finish within the service's deadline."""
+
+    status = 504
+    title = "Deadline exceeded"
+    slug = "deadline-exceeded"
 
 
 class AuthError(KpiError):

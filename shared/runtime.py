@@ -15,11 +15,14 @@ import anyio
 import httpx2
 
 from shared.auth.tokens import TokenVerifier
+from shared.budget import Gate, WindowLimiter
+from shared.cache import CacheBackend, MemoryCache
 from shared.clients._http import UpstreamHttp, new_async_client
 from shared.clients.amplitude import AmplitudeClient
 from shared.clients.revenuecat import RevenueCatClient
 from shared.errors import KpiError, Source
 from shared.models.kpi import DataSource
+from shared.services.cached import CachedKpiService, CacheTtl
 from shared.services.kpi import KpiService
 from shared.settings import Settings
 
@@ -42,6 +45,7 @@ class Runtime:
 
     settings: Settings
     kpi: KpiService
+    cached: CachedKpiService
     amplitude: AmplitudeClient | None
     revenuecat: RevenueCatClient | None
     data_source: DataSource
@@ -123,11 +127,24 @@ async def open_runtime(
     transport: httpx2.AsyncBaseTransport | None = None,
     data_source: DataSource = "live",
     clock: Callable[[], datetime] | None = None,
+    cache: CacheBackend | None = None,
 ) -> AsyncGenerator[Runtime]:
     """Open one HTTP client per configured upstream, build the service, and close everything on exit."""
     async with AsyncExitStack() as stack:
         amplitude = revenuecat = None
         deadline = settings.KPI_UPSTREAM_TIMEOUT
+        tasks = await stack.enter_async_context(anyio.create_task_group())
+        stack.callback(tasks.cancel_scope.cancel)  # runs first on exit: stop computations nobody awaits
+
+        def upstream_http(http: httpx2.AsyncClient, source: Source) -> UpstreamHttp:
+            return UpstreamHttp(
+                http,
+                source=source,
+                deadline=deadline,
+                retries=settings.KPI_UPSTREAM_RETRIES,
+                max_retry_wait=settings.KPI_RETRY_MAX_WAIT,
+            )
+
         if settings.amplitude_configured:
             http = await stack.enter_async_context(
                 new_async_client(
@@ -138,7 +155,26 @@ async def open_runtime(
                     connect_timeout=settings.KPI_UPSTREAM_CONNECT_TIMEOUT,
                 )
             )
-            amplitude = AmplitudeClient(UpstreamHttp(http, source="amplitude", deadline=deadline))
+            amplitude = AmplitudeClient(
+                upstream_http(http, "amplitude"),
+                dashboard=Gate(
+                    anyio.CapacityLimiter(settings.KPI_AMPLITUDE_CONCURRENCY),
+                    (
+                        WindowLimiter(settings.KPI_AMPLITUDE_COST_PER_5MIN, 300, source="amplitude", name="query cost"),
+                        WindowLimiter(
+                            settings.KPI_AMPLITUDE_COST_PER_HOUR, 3600, source="amplitude", name="query cost"
+                        ),
+                    ),
+                ),
+                user_lookup=Gate(
+                    anyio.CapacityLimiter(settings.KPI_AMPLITUDE_USER_CONCURRENCY),
+                    (
+                        WindowLimiter(
+                            settings.KPI_AMPLITUDE_USER_QUERIES_PER_HOUR, 3600, source="amplitude", name="user lookup"
+                        ),
+                    ),
+                ),
+            )
         if settings.revenuecat_configured:
             http = await stack.enter_async_context(
                 new_async_client(
@@ -150,7 +186,25 @@ async def open_runtime(
                 )
             )
             project = (settings.REVENUECAT_PROJECT_ID or "").strip()
-            revenuecat = RevenueCatClient(UpstreamHttp(http, source="revenuecat", deadline=deadline), project)
+            limiter = anyio.CapacityLimiter(settings.KPI_REVENUECAT_CONCURRENCY)
+            revenuecat = RevenueCatClient(
+                upstream_http(http, "revenuecat"),
+                project,
+                gates={
+                    "charts_metrics": Gate(
+                        limiter,
+                        (WindowLimiter(settings.KPI_REVENUECAT_CHARTS_RPM, 60, source="revenuecat", name="charts"),),
+                    ),
+                    "customer_information": Gate(
+                        limiter,
+                        (
+                            WindowLimiter(
+                                settings.KPI_REVENUECAT_CUSTOMERS_RPM, 60, source="revenuecat", name="customers"
+                            ),
+                        ),
+                    ),
+                },
+            )
         kpi = KpiService(
             amplitude,
             revenuecat,
@@ -160,4 +214,21 @@ async def open_runtime(
             **({"clock": clock} if clock is not None else {}),
         )
         verifier = await stack.enter_async_context(TokenVerifier(settings))
-        yield Runtime(settings, kpi, amplitude, revenuecat, data_source, verifier)
+        if cache is None:  # not `cache or ...`: an empty cache is falsy
+            cache = MemoryCache(max_entries=settings.KPI_CACHE_MAX_ENTRIES, max_bytes=settings.KPI_CACHE_MAX_BYTES)
+        cached = CachedKpiService(
+            kpi,
+            cache,
+            tasks,
+            ttl=CacheTtl(
+                overview=settings.KPI_CACHE_TTL_OVERVIEW,
+                mau_current=settings.KPI_CACHE_TTL_MAU_CURRENT,
+                mau_closed=settings.KPI_CACHE_TTL_CLOSED,
+                conversion=settings.KPI_CACHE_TTL_CONVERSION,
+                journey=settings.KPI_CACHE_TTL_JOURNEY,
+                refunds=settings.KPI_CACHE_TTL_REFUNDS,
+                partial=settings.KPI_CACHE_TTL_PARTIAL,
+            ),
+            deadline=settings.KPI_REQUEST_DEADLINE,
+        )
+        yield Runtime(settings, kpi, cached, amplitude, revenuecat, data_source, verifier)

@@ -46,6 +46,31 @@ class Settings(BaseSettings):
     KPI_UPSTREAM_CONNECT_TIMEOUT: float = Field(default=5.0, gt=0)
     KPI_USER_ACTIVITY_LIMIT: int = Field(default=1000, ge=1, le=10_000, description="Max Amplitude events per journey.")
 
+    KPI_REQUEST_DEADLINE: float = Field(default=25.0, gt=0, description="Seconds one operation may take in all.")
+    KPI_UPSTREAM_RETRIES: int = Field(default=2, ge=0, le=5, description="Retries of a failed idempotent GET.")
+    KPI_RETRY_MAX_WAIT: float = Field(default=10.0, ge=0, description="Longest Retry-After the service waits out.")
+
+    # Upstream budgets (upstream-apis.md §1.11, §2.9); RevenueCat's headers update its per-minute limits.
+    KPI_AMPLITUDE_CONCURRENCY: int = Field(default=5, ge=1)
+    KPI_AMPLITUDE_COST_PER_5MIN: int = Field(default=1000, ge=1)
+    KPI_AMPLITUDE_COST_PER_HOUR: int = Field(default=108_000, ge=1)
+    KPI_AMPLITUDE_USER_CONCURRENCY: int = Field(default=10, ge=1)
+    KPI_AMPLITUDE_USER_QUERIES_PER_HOUR: int = Field(default=360, ge=1)
+    KPI_REVENUECAT_CHARTS_RPM: int = Field(default=5, ge=1, description="Until RevenueCat's headers say otherwise.")
+    KPI_REVENUECAT_CUSTOMERS_RPM: int = Field(default=480, ge=1)
+    KPI_REVENUECAT_CONCURRENCY: int = Field(default=16, ge=1)
+
+    # Result cache (seconds; 0 disables that kind).
+    KPI_CACHE_TTL_OVERVIEW: float = Field(default=300, ge=0)
+    KPI_CACHE_TTL_MAU_CURRENT: float = Field(default=900, ge=0)
+    KPI_CACHE_TTL_CLOSED: float = Field(default=21_600, ge=0, description="Closed months and past days.")
+    KPI_CACHE_TTL_CONVERSION: float = Field(default=600, ge=0)
+    KPI_CACHE_TTL_JOURNEY: float = Field(default=60, ge=0)
+    KPI_CACHE_TTL_REFUNDS: float = Field(default=900, ge=0)
+    KPI_CACHE_TTL_PARTIAL: float = Field(default=30, ge=0, description="Results missing a failed source.")
+    KPI_CACHE_MAX_ENTRIES: int = Field(default=2048, ge=1)
+    KPI_CACHE_MAX_BYTES: int = Field(default=64 * 1024 * 1024, ge=1024)
+
     # Authentication of our own callers.
     KPI_JWT_SECRET: SecretStr | None = None
     KPI_JWKS_URL: str | None = None

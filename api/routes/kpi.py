@@ -4,11 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Path, Query, Response
 
 from api.deps import KpiReader, KpiServiceDep
 from api.openapi import problem_responses
 from shared.models import kpi as m
+from shared.services.cached import Served
+
+
+def _respond(served: Served[Any], now: float) -> Response:
+    """The pre-serialized body, with its freshness: `Age` since it was computed and `max-age` left."""
+    return Response(
+        served.body,
+        media_type="application/json",
+        headers={
+            "Cache-Control": f"private, max-age={served.max_age(now)}",
+            "Age": str(served.age(now)),
+            "X-KPI-Cache": "hit" if served.hit else "miss",
+        },
+    )
+
 
 router = APIRouter(prefix="/api/kpi", tags=["kpi"])
 
@@ -22,13 +37,11 @@ _ALL_UPSTREAM: dict[int | str, dict[str, Any]] = problem_responses(401, 403, 422
     responses=_ALL_UPSTREAM,
     summary="Company KPI overview",
 )
-async def read_overview(
-    _: KpiReader, kpi: KpiServiceDep, query: Annotated[m.OverviewQuery, Query()]
-) -> m.OverviewResult:
+async def read_overview(_: KpiReader, kpi: KpiServiceDep, query: Annotated[m.OverviewQuery, Query()]) -> Response:
     """DAU, month-to-date MAU and new users (Amplitude) with MRR, 28-day revenue, active subscriptions and trials,
     new customers and active users (RevenueCat). If one source fails transiently the other's figures are still
     returned, marked `partial`, with that source's error in `sources`."""
-    return await kpi.overview(query)
+    return _respond(await kpi.overview(query), kpi.clock())
 
 
 @router.get(
@@ -38,10 +51,10 @@ async def read_overview(
     responses=problem_responses(401, 403, 422, 502, 503, 504),
     summary="Monthly active users",
 )
-async def read_mau(_: KpiReader, kpi: KpiServiceDep, query: Annotated[m.MauQuery, Query()]) -> m.MauResult:
+async def read_mau(_: KpiReader, kpi: KpiServiceDep, query: Annotated[m.MauQuery, Query()]) -> Response:
     """Monthly active users (Amplitude) per calendar month with month-over-month change; the current month is
     marked `partial`. Default range: the last six months including the current one."""
-    return await kpi.mau(query)
+    return _respond(await kpi.mau(query), kpi.clock())
 
 
 @router.get(
@@ -51,12 +64,10 @@ async def read_mau(_: KpiReader, kpi: KpiServiceDep, query: Annotated[m.MauQuery
     responses=problem_responses(401, 403, 422, 502, 503, 504),
     summary="Funnel conversion",
 )
-async def read_conversion(
-    _: KpiReader, kpi: KpiServiceDep, query: Annotated[m.ConversionQuery, Query()]
-) -> m.ConversionResult:
+async def read_conversion(_: KpiReader, kpi: KpiServiceDep, query: Annotated[m.ConversionQuery, Query()]) -> Response:
     """An Amplitude funnel over event steps (repeat `steps` once per step, in order): users per step, step and
     cumulative conversion, median times; plus RevenueCat's trial conversion for the same range when configured."""
-    return await kpi.conversion(query)
+    return _respond(await kpi.conversion(query), kpi.clock())
 
 
 @router.get(
@@ -66,10 +77,10 @@ async def read_conversion(
     responses=problem_responses(401, 403, 404, 422, 502, 503, 504),
     summary="One user's journey",
 )
-async def read_user_journey(_: KpiReader, kpi: KpiServiceDep, user_id: Annotated[m.UserId, Path()]) -> m.JourneyResult:
+async def read_user_journey(_: KpiReader, kpi: KpiServiceDep, user_id: Annotated[m.UserId, Path()]) -> Response:
     """One user's Amplitude events and RevenueCat subscriptions, renewals, purchases and refunds as one timeline,
     oldest first. 404 when neither source knows the user."""
-    return await kpi.user_journey(user_id)
+    return _respond(await kpi.user_journey(user_id), kpi.clock())
 
 
 @router.post(
@@ -98,7 +109,7 @@ async def analyze_refunds(
             }
         ),
     ],
-) -> m.RefundAnalysisResult:
+) -> Response:
     """RevenueCat refund rate and revenue per period over a date range (refunds count in the original
     transaction's period), summary totals, and refunded purchases of up to 100 given customers."""
-    return await kpi.refund_analysis(query)
+    return _respond(await kpi.refund_analysis(query), kpi.clock())

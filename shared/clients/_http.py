@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+import random
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -14,6 +15,7 @@ import anyio
 import httpx2
 from pydantic import BaseModel, ValidationError
 
+from shared.budget import Gate, remaining_time
 from shared.errors import (
     Source,
     UpstreamAuthError,
@@ -26,6 +28,8 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 QueryParams = Mapping[str, str | int] | httpx2.QueryParams
 
 DEFAULT_RETRY_AFTER = 60
+_BASE_BACKOFF = 0.2
+_MAX_BACKOFF = 2.0
 USER_AGENT = "loop-kpi/0.1 (+https://loop-kpi.dev)"
 
 
@@ -73,13 +77,70 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> int 
 class UpstreamHttp:
     """Sends one request to an upstream and maps every failure onto the error hierarchy."""
 
-    def __init__(self, client: httpx2.AsyncClient, *, source: Source, deadline: float) -> None:
+    def __init__(
+        self,
+        client: httpx2.AsyncClient,
+        *,
+        source: Source,
+        deadline: float,
+        retries: int = 2,
+        max_retry_wait: float = 10.0,
+        rng: random.Random | None = None,
+    ) -> None:
         self._client = client
         self.source: Source = source
         self._deadline = deadline
+        self._retries = retries
+        self._max_retry_wait = max_retry_wait
+        self._random = rng or random.Random()
+        self.retries_made = 0
 
-    async def get(self, path: str, *, params: QueryParams | None = None, allow_404: bool = False) -> httpx2.Response:
-        """GET `path`; the whole exchange (headers and body) must finish within the deadline."""
+    async def get(
+        self,
+        path: str,
+        *,
+        params: QueryParams | None = None,
+        allow_404: bool = False,
+        gate: Gate | None = None,
+        cost: float = 1.0,
+        on_response: Callable[[httpx2.Response], None] | None = None,
+    ) -> httpx2.Response:
+        """GET `path` within the upstream budget, retrying timeouts, 5xx and 429 with jittered backoff while the
+        caller's deadline allows; other 4xx are never retried."""
+        attempt = 0
+        while True:
+            try:
+                if gate is None:
+                    response = await self._send(path, params)
+                else:
+                    async with gate.slot(cost):
+                        response = await self._send(path, params)
+                if on_response is not None:
+                    on_response(response)
+                self.check_status(response, allow_404=allow_404)
+                return response
+            except UpstreamError as exc:
+                delay = self._retry_delay(exc, attempt)
+                if isinstance(exc, UpstreamRateLimitedError) and exc.upstream_status == 429 and gate is not None:
+                    gate.block_for(exc.retry_after)
+                if delay is None or delay > self._max_retry_wait or delay >= remaining_time():
+                    raise
+                attempt += 1
+                self.retries_made += 1
+                await anyio.sleep(delay)
+
+    def _retry_delay(self, error: UpstreamError, attempt: int) -> float | None:
+        """Seconds to wait before retrying, or None when this error is not worth a retry."""
+        if attempt >= self._retries or isinstance(error, UpstreamAuthError):
+            return None
+        if isinstance(error, UpstreamRateLimitedError):
+            return float(error.retry_after) if error.upstream_status == 429 else None
+        transient = isinstance(error, UpstreamTimeoutError) or error.upstream_status is None
+        if not transient and (error.upstream_status or 0) < 500:
+            return None
+        return self._random.uniform(0, min(_MAX_BACKOFF, _BASE_BACKOFF * 2**attempt))
+
+    async def _send(self, path: str, params: QueryParams | None) -> httpx2.Response:
         try:
             with anyio.fail_after(self._deadline):
                 response = await self._client.get(path, params=params)
@@ -92,7 +153,6 @@ class UpstreamHttp:
             raise UpstreamError(
                 f"{self.source} could not be reached ({type(exc).__name__}).", source=self.source
             ) from exc
-        self.check_status(response, allow_404=allow_404)
         return response
 
     def check_status(self, response: httpx2.Response, *, allow_404: bool = False) -> None:

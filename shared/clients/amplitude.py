@@ -12,6 +12,7 @@ from typing import Literal
 
 import httpx2
 
+from shared.budget import Gate
 from shared.clients._http import UpstreamHttp
 from shared.errors import UpstreamError
 from shared.models.amplitude import (
@@ -37,15 +38,18 @@ def amplitude_date(day: date) -> str:
 class AmplitudeClient:
     """One async method per Dashboard endpoint; each returns a validated wire model."""
 
-    def __init__(self, http: UpstreamHttp) -> None:
+    def __init__(self, http: UpstreamHttp, *, dashboard: Gate | None = None, user_lookup: Gate | None = None) -> None:
         self._http = http
+        self._dashboard = dashboard
+        self._user_lookup = user_lookup
 
     async def users(
         self, start: date, end: date, *, metric: Literal["active", "new"] = "active", interval: Interval = 1
     ) -> UsersData:
         """`GET /api/2/users`: active (DAU/WAU/MAU by `interval`) or new users per bucket."""
         params = {"start": amplitude_date(start), "end": amplitude_date(end), "m": metric, "i": interval}
-        response = await self._http.get("/api/2/users", params=params)
+        cost = (end - start).days + 1  # days x conditions (1) x query-type cost (1), upstream-apis.md §1.11
+        response = await self._http.get("/api/2/users", params=params, gate=self._dashboard, cost=cost)
         data = self._http.parse(response, UsersResponse).data
         if data.series and any(len(s) != len(data.x_values) for s in data.series):
             raise self._http_error("users series and xValues differ in length")
@@ -71,7 +75,10 @@ class AmplitudeClient:
             ("n", "active"),
             ("cs", conversion_window_seconds),
         ]
-        response = await self._http.get("/api/2/funnels", params=httpx2.QueryParams(params))
+        cost = ((end - start).days + 1) * 2 * len(steps)  # days x (2 x steps), upstream-apis.md §1.11
+        response = await self._http.get(
+            "/api/2/funnels", params=httpx2.QueryParams(params), gate=self._dashboard, cost=cost
+        )
         elements = self._http.parse(response, FunnelResponse).data
         if not elements:
             raise self._http_error("funnel response has no data element")
@@ -83,7 +90,7 @@ class AmplitudeClient:
 
     async def find_user(self, user_id: str) -> UserMatch | None:
         """`GET /api/2/usersearch`, keeping only the exact `user_id` match (a search may match prefixes)."""
-        response = await self._http.get("/api/2/usersearch", params={"user": user_id})
+        response = await self._http.get("/api/2/usersearch", params={"user": user_id}, gate=self._user_lookup)
         found = self._http.parse(response, UserSearchResponse)
         return next((m for m in found.matches if m.user_id == user_id), None)
 
@@ -98,7 +105,7 @@ class AmplitudeClient:
         while True:
             page_limit = min(ACTIVITY_PAGE_LIMIT, limit - len(events))
             params = {"user": amplitude_id, "offset": offset, "limit": page_limit, "direction": "latest"}
-            response = await self._http.get("/api/2/useractivity", params=params)
+            response = await self._http.get("/api/2/useractivity", params=params, gate=self._user_lookup)
             page = self._http.parse(response, UserActivityResponse)
             first = first or page
             events.extend(page.events)

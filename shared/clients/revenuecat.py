@@ -18,6 +18,7 @@ from urllib.parse import quote
 import httpx2
 from pydantic import BaseModel
 
+from shared.budget import Gate
 from shared.clients._http import UpstreamHttp
 from shared.errors import UpstreamError
 from shared.models.revenuecat import (
@@ -49,10 +50,11 @@ class RateLimitReading:
 class RevenueCatClient:
     """One async method per v2 endpoint; each returns validated wire models."""
 
-    def __init__(self, http: UpstreamHttp, project_id: str) -> None:
+    def __init__(self, http: UpstreamHttp, project_id: str, *, gates: Mapping[Domain, Gate] | None = None) -> None:
         self._http = http
         self._project = f"/v2/projects/{quote(project_id, safe='')}"
         self._chart_options: dict[str, ChartOptions] = {}
+        self._gates: Mapping[Domain, Gate] = gates or {}
         self.rate_limits: dict[Domain, RateLimitReading] = {}
 
     async def overview(self, currency: str = "USD") -> OverviewMetrics:
@@ -144,15 +146,17 @@ class RevenueCatClient:
     async def _get(
         self, domain: Domain, path: str, params: Mapping[str, str | int] | None = None, *, allow_404: bool = False
     ) -> httpx2.Response:
-        response = await self._http.get(path, params=params, allow_404=allow_404)
-        self._read_rate_limit(domain, response)
-        return response
+        gate = self._gates.get(domain)
 
-    def _read_rate_limit(self, domain: Domain, response: httpx2.Response) -> None:
-        usage = _int_header(response.headers, "RevenueCat-Rate-Limit-Current-Usage")
-        limit = _int_header(response.headers, "RevenueCat-Rate-Limit-Current-Limit")
-        if usage is not None and limit is not None:
-            self.rate_limits[domain] = RateLimitReading(usage=usage, limit=limit, read_at=time.monotonic())
+        def read_rate_limit(response: httpx2.Response) -> None:
+            usage = _int_header(response.headers, "RevenueCat-Rate-Limit-Current-Usage")
+            limit = _int_header(response.headers, "RevenueCat-Rate-Limit-Current-Limit")
+            if usage is not None and limit is not None:
+                self.rate_limits[domain] = RateLimitReading(usage=usage, limit=limit, read_at=time.monotonic())
+                if gate is not None:
+                    gate.observe(usage, limit)
+
+        return await self._http.get(path, params=params, allow_404=allow_404, gate=gate, on_response=read_rate_limit)
 
 
 def _int_header(headers: Any, name: str) -> int | None:

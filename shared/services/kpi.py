@@ -85,9 +85,7 @@ class KpiService:
         """Amplitude DAU/MAU/new users and RevenueCat's overview metrics, fetched concurrently."""
         amplitude, revenuecat = self._require_amplitude(), self._require_revenuecat()
         today = self._today()
-        as_of = query.as_of or today
-        if as_of > today:
-            raise InvalidInputError("as_of must not be in the future.", field="as_of")
+        as_of = self.resolve_overview(query).as_of or today
         amp, rc = await _both(self._amplitude_overview(amplitude, as_of, today), self._revenuecat_overview(revenuecat))
         _raise_if_all_failed(amp, rc)
         return m.OverviewResult(
@@ -144,15 +142,9 @@ class KpiService:
         """Monthly active users per calendar month, with month-over-month change."""
         client = self._require_amplitude()
         today = self._today()
-        end_month = (query.end_month or today).replace(day=1)
-        start_month = (query.start_month or _add_months(end_month, -5)).replace(day=1)
-        if end_month > today:
-            raise InvalidInputError("end_month must not be in the future.", field="end_month")
-        if start_month > end_month:
-            raise InvalidInputError("start_month must not be after end_month.", field="start_month")
+        query = self.resolve_mau(query)
+        start_month, end_month = query.start_month or today, query.end_month or today
         months = _months_between(start_month, end_month)
-        if len(months) > MAX_MAU_MONTHS:
-            raise InvalidInputError(f"at most {MAX_MAU_MONTHS} months can be asked at once.", field="start_month")
         last_day = min(_month_end(end_month), today)
         data = await client.users(start_month, last_day, metric="active", interval=30)
         values = _monthly_values(data)
@@ -184,11 +176,9 @@ class KpiService:
     async def conversion(self, query: m.ConversionQuery) -> m.ConversionResult:
         """An Amplitude funnel over event steps, plus RevenueCat's trial conversion when configured."""
         client = self._require_amplitude()
-        steps = list(query.steps) if query.steps is not None else list(self._conversion_steps)
-        if not 2 <= len(steps) <= m.MAX_FUNNEL_STEPS:
-            raise InvalidInputError(f"a funnel needs 2 to {m.MAX_FUNNEL_STEPS} steps.", field="steps")
-        end = query.end_date or self._today()
-        span = self._date_range(query.start_date or end - timedelta(days=29), end, MAX_FUNNEL_DAYS)
+        query = self.resolve_conversion(query)
+        steps = list(query.steps or ())
+        span = _Range(query.start_date or self._today(), query.end_date or self._today())
         window = query.conversion_window_days * 86_400
 
         funnel_call = client.funnel(steps, span.start, span.end, conversion_window_seconds=window, mode=query.mode)
@@ -256,7 +246,7 @@ class KpiService:
 
     async def user_journey(self, user_id: str) -> m.JourneyResult:
         """One user's Amplitude events and RevenueCat purchases, merged into one timeline (oldest first)."""
-        user_id = _valid_user_id(user_id)
+        user_id = self.resolve_user_id(user_id)
         amplitude, revenuecat = self._require_amplitude(), self._require_revenuecat()
         amp, rc = await _both(
             self._amplitude_journey(amplitude, user_id), self._revenuecat_journey(revenuecat, user_id)
@@ -338,7 +328,8 @@ class KpiService:
     async def refund_analysis(self, query: m.RefundAnalysisQuery) -> m.RefundAnalysisResult:
         """RevenueCat refund rate and revenue per period, with optional per-customer refund details."""
         client = self._require_revenuecat()
-        span = self._date_range(query.start_date, query.end_date, MAX_REFUND_DAYS)
+        query = self.resolve_refund_analysis(query)
+        span = _Range(query.start_date, query.end_date)
         if query.segment is not None:
             options = await client.chart_options("refund_rate")
             valid = sorted(str(s.get("id")) for s in options.segments if s.get("id") is not None)
@@ -360,9 +351,9 @@ class KpiService:
         async def customers() -> list[m.CustomerRefunds] | None:
             if not query.user_ids:
                 return None
-            unique = list(dict.fromkeys(query.user_ids))
             return await _bounded_map(
-                [lambda u=user_id: self._customer_refunds(client, u) for user_id in unique], CUSTOMER_CONCURRENCY
+                [lambda u=user_id: self._customer_refunds(client, u) for user_id in query.user_ids],
+                CUSTOMER_CONCURRENCY,
             )
 
         (refund_chart, revenue_chart), details = await _all(charts, customers)
@@ -422,6 +413,53 @@ class KpiService:
             purchases=len(purchases),
             subscriptions=len(subscriptions),
         )
+
+    # ------------------------------------------------------------------------------------------ inputs
+
+    def resolve_overview(self, query: m.OverviewQuery) -> m.OverviewQuery:
+        """The query with its defaults made concrete, validated (`InvalidInputError` names the field)."""
+        today = self._today()
+        as_of = query.as_of or today
+        if as_of > today:
+            raise InvalidInputError("as_of must not be in the future.", field="as_of")
+        return m.OverviewQuery(as_of=as_of)
+
+    def resolve_mau(self, query: m.MauQuery) -> m.MauQuery:
+        """Months as their first days, default the last six; validated."""
+        today = self._today()
+        end_month = (query.end_month or today).replace(day=1)
+        start_month = (query.start_month or _add_months(end_month, -5)).replace(day=1)
+        if end_month > today:
+            raise InvalidInputError("end_month must not be in the future.", field="end_month")
+        if start_month > end_month:
+            raise InvalidInputError("start_month must not be after end_month.", field="start_month")
+        if len(_months_between(start_month, end_month)) > MAX_MAU_MONTHS:
+            raise InvalidInputError(f"at most {MAX_MAU_MONTHS} months can be asked at once.", field="start_month")
+        return m.MauQuery(start_month=start_month, end_month=end_month)
+
+    def resolve_conversion(self, query: m.ConversionQuery) -> m.ConversionQuery:
+        """Steps and dates made concrete (default funnel, last 30 days); validated."""
+        steps = list(query.steps) if query.steps is not None else list(self._conversion_steps)
+        if not 2 <= len(steps) <= m.MAX_FUNNEL_STEPS:
+            raise InvalidInputError(f"a funnel needs 2 to {m.MAX_FUNNEL_STEPS} steps.", field="steps")
+        end = query.end_date or self._today()
+        span = self._date_range(query.start_date or end - timedelta(days=29), end, MAX_FUNNEL_DAYS)
+        return query.model_copy(update={"steps": steps, "start_date": span.start, "end_date": span.end})
+
+    def resolve_user_id(self, user_id: str) -> str:
+        """A valid user id (length and characters), or `InvalidInputError`."""
+        return _valid_user_id(user_id)
+
+    def resolve_refund_analysis(self, query: m.RefundAnalysisQuery) -> m.RefundAnalysisQuery:
+        """Dates validated; user ids de-duplicated, first occurrence kept."""
+        self._date_range(query.start_date, query.end_date, MAX_REFUND_DAYS)
+        if query.user_ids is None:
+            return query
+        return query.model_copy(update={"user_ids": list(dict.fromkeys(query.user_ids))})
+
+    def today(self) -> date:
+        """Today (UTC) by the service's clock."""
+        return self._today()
 
     # ------------------------------------------------------------------------------------------ helpers
 

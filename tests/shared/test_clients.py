@@ -33,7 +33,7 @@ def _http(handler: Handler, *, source: str = "revenuecat", deadline: float = 5.0
         headers={"Authorization": f"Bearer {SECRET}"},
         transport=httpx2.MockTransport(handler),
     )
-    return UpstreamHttp(client, source=source, deadline=deadline)  # type: ignore[arg-type]
+    return UpstreamHttp(client, source=source, deadline=deadline, retries=0)  # type: ignore[arg-type]
 
 
 def _rc(handler: Handler) -> RevenueCatClient:

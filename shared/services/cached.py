@@ -1,0 +1,188 @@
+"""The KPI service as the faces see it: cached results and single-flight in front of `KpiService`.
+
+Each operation first resolves its query (defaults made concrete, input validated), so `mau()` and
+`mau(end_month=<this month>)` share one cache entry. A miss starts one computation per key, in the runtime's task
+group so that a caller who goes away does not cancel it for the others; every concurrent caller of that key waits
+for the same result. Results are stored as JSON bytes, which the REST face sends as they are.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import anyio
+from anyio.abc import TaskGroup
+from pydantic import BaseModel
+
+from shared.cache import CacheBackend, CacheEntry
+from shared.errors import DeadlineExceededError
+from shared.models import kpi as m
+from shared.services.kpi import KpiService
+
+ResultT = TypeVar("ResultT", bound=m.ResultMeta)
+CACHE_VERSION = "v1"
+
+
+@dataclass(frozen=True)
+class CacheTtl:
+    """Seconds each kind of result stays fresh; 0 disables caching of that kind."""
+
+    overview: float = 300
+    mau_current: float = 900
+    mau_closed: float = 6 * 3600
+    conversion: float = 600
+    journey: float = 60
+    refunds: float = 900
+    partial: float = 30
+
+
+@dataclass
+class Served(Generic[ResultT]):
+    """A result with where it came from: its JSON body, when it was computed, how long it stays fresh."""
+
+    body: bytes
+    stored_at: float
+    ttl: float
+    hit: bool
+    model: type[ResultT]
+    _value: ResultT | None = field(default=None, repr=False)
+
+    @property
+    def value(self) -> ResultT:
+        if self._value is None:
+            self._value = self.model.model_validate_json(self.body)
+        return self._value
+
+    def age(self, now: float) -> int:
+        return max(0, int(now - self.stored_at))
+
+    def max_age(self, now: float) -> int:
+        return max(0, int(self.ttl - (now - self.stored_at)))
+
+
+@dataclass
+class _Flight:
+    done: anyio.Event = field(default_factory=anyio.Event)
+    result: Served[m.ResultMeta] | None = None
+    error: BaseException | None = None
+
+
+class CachedKpiService:
+    """Cache + single-flight over `KpiService`; the methods mirror it and return `Served` results."""
+
+    def __init__(
+        self,
+        kpi: KpiService,
+        cache: CacheBackend,
+        task_group: TaskGroup,
+        *,
+        ttl: CacheTtl,
+        deadline: float,
+        clock: Callable[[], float] = time.time,
+        namespace: str = "",
+    ) -> None:
+        self.kpi = kpi
+        self.cache = cache
+        self._tasks = task_group
+        self.ttl = ttl
+        self.deadline = deadline
+        self.clock = clock
+        self._namespace = f"loop-kpi:{CACHE_VERSION}:{namespace or kpi.data_source}"
+        self._inflight: dict[str, _Flight] = {}
+        self.computations = 0
+
+    async def overview(self, query: m.OverviewQuery) -> Served[m.OverviewResult]:
+        query = self.kpi.resolve_overview(query)
+        ttl = self.ttl.overview if query.as_of == self.kpi.today() else self.ttl.mau_closed
+        return await self._serve("overview", query, m.OverviewResult, ttl, lambda: self.kpi.overview(query))
+
+    async def mau(self, query: m.MauQuery) -> Served[m.MauResult]:
+        query = self.kpi.resolve_mau(query)
+        current = self.kpi.today().replace(day=1)
+        ttl = self.ttl.mau_current if query.end_month == current else self.ttl.mau_closed
+        return await self._serve("mau", query, m.MauResult, ttl, lambda: self.kpi.mau(query))
+
+    async def conversion(self, query: m.ConversionQuery) -> Served[m.ConversionResult]:
+        query = self.kpi.resolve_conversion(query)
+        return await self._serve(
+            "conversion", query, m.ConversionResult, self.ttl.conversion, lambda: self.kpi.conversion(query)
+        )
+
+    async def user_journey(self, user_id: str) -> Served[m.JourneyResult]:
+        user_id = self.kpi.resolve_user_id(user_id)
+        key = _UserKey(user_id=user_id)
+        return await self._serve(
+            "journey", key, m.JourneyResult, self.ttl.journey, lambda: self.kpi.user_journey(user_id)
+        )
+
+    async def refund_analysis(self, query: m.RefundAnalysisQuery) -> Served[m.RefundAnalysisResult]:
+        query = self.kpi.resolve_refund_analysis(query)
+        return await self._serve(
+            "refunds", query, m.RefundAnalysisResult, self.ttl.refunds, lambda: self.kpi.refund_analysis(query)
+        )
+
+    def key(self, operation: str, query: BaseModel) -> str:
+        """The cache key of a resolved query."""
+        return f"{self._namespace}:{operation}:{query.model_dump_json()}"
+
+    async def _serve(
+        self,
+        operation: str,
+        query: BaseModel,
+        model: type[ResultT],
+        ttl: float,
+        compute: Callable[[], Awaitable[ResultT]],
+    ) -> Served[ResultT]:
+        key = self.key(operation, query)
+        if ttl > 0:
+            entry = await self.cache.get(key)
+            if entry is not None:
+                return Served(entry.body, entry.stored_at, entry.ttl, hit=True, model=model)
+        flight = self._inflight.get(key)
+        if flight is None:
+            flight = self._inflight[key] = _Flight()
+            self._tasks.start_soon(self._compute, key, flight, ttl, compute, model)
+        # The computation has its own deadline; this one only guards against a lost wake-up.
+        with anyio.fail_after(self.deadline + 5):
+            await flight.done.wait()
+        if flight.error is not None:
+            raise flight.error
+        assert flight.result is not None
+        result = flight.result
+        return Served(result.body, result.stored_at, result.ttl, hit=False, model=model, _value=result.value)  # type: ignore[arg-type]
+
+    async def _compute(
+        self,
+        key: str,
+        flight: _Flight,
+        ttl: float,
+        compute: Callable[[], Awaitable[ResultT]],
+        model: type[ResultT],
+    ) -> None:
+        try:
+            self.computations += 1
+            try:
+                with anyio.fail_after(self.deadline):
+                    value = await compute()
+            except TimeoutError as exc:
+                raise DeadlineExceededError(
+                    f"the upstreams did not answer within the {self.deadline:g} s deadline."
+                ) from exc
+            body = value.model_dump_json().encode()
+            stored_at = self.clock()
+            keep = min(ttl, self.ttl.partial) if value.partial else ttl
+            if keep > 0:
+                await self.cache.set(key, CacheEntry(body, stored_at, keep))
+            flight.result = Served(body, stored_at, keep, hit=False, model=model, _value=value)
+        except Exception as exc:  # noqa: BLE001 - handed to every waiter, who re-raises it
+            flight.error = exc
+        finally:
+            del self._inflight[key]
+            flight.done.set()
+
+
+class _UserKey(BaseModel):
+    user_id: str
