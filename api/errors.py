@@ -50,14 +50,16 @@ def problem(
     return ProblemResponse(body, status_code=status, headers=headers)
 
 
-def kpi_error_response(error: KpiError, *, instance: str | None = None) -> ProblemResponse:
+def kpi_error_response(
+    error: KpiError, *, instance: str | None = None, resource_metadata: str | None = None
+) -> ProblemResponse:
     """Render a `KpiError` with the headers its status calls for (challenges, Retry-After)."""
     headers: dict[str, str] = {}
     extra: dict[str, Any] = {"source": error.source}
     if isinstance(error, AuthenticationError):
-        headers["WWW-Authenticate"] = www_authenticate(error)
+        headers["WWW-Authenticate"] = www_authenticate(error, resource_metadata=resource_metadata)
     elif isinstance(error, InsufficientScopeError):
-        headers["WWW-Authenticate"] = www_authenticate(error)
+        headers["WWW-Authenticate"] = www_authenticate(error, resource_metadata=resource_metadata)
         extra["required_scope"] = error.required_scope
     elif isinstance(error, UpstreamRateLimitedError):
         headers["Retry-After"] = str(error.retry_after)
@@ -69,14 +71,17 @@ def kpi_error_response(error: KpiError, *, instance: str | None = None) -> Probl
     )
 
 
-def _field_name(location: Sequence[Any]) -> str:
+def _field_name(error: Any) -> str:
+    location: Sequence[Any] = error.get("loc", ())
+    if error.get("type") == "json_invalid":
+        return "body"
     parts = [str(part) for part in location if part not in ("query", "body", "path", "header")]
     return ".".join(parts) or "body"
 
 
 def validation_problem(errors: Sequence[Any], *, instance: str | None = None) -> ProblemResponse:
     """A 422 problem naming each invalid field (values are not echoed back)."""
-    fields = [{"field": _field_name(err.get("loc", ())), "message": str(err.get("msg", "invalid"))} for err in errors]
+    fields = [{"field": _field_name(err), "message": str(err.get("msg", "invalid"))} for err in errors]
     names = ", ".join(dict.fromkeys(item["field"] for item in fields))
     return problem(
         422,
@@ -112,7 +117,12 @@ def add_exception_handlers(app: FastAPI) -> None:
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("unexpected error on %s %s", request.method, request.url.path)
-        return problem(500, "Internal error", "The service failed unexpectedly; the error was logged.")
+        response = problem(500, "Internal error", "The service failed unexpectedly; the error was logged.")
+        runtime = getattr(request.app.state, "runtime", None)
+        if getattr(runtime, "data_source", None) == "sandbox":
+            # This answer is sent by the outermost error middleware, outside DataSourceHeader.
+            response.headers["X-KPI-Data-Source"] = "sandbox"
+        return response
 
     app.add_exception_handler(KpiError, on_kpi_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

@@ -11,13 +11,15 @@ import secrets
 from collections.abc import AsyncGenerator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any
 
 import httpx2
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import add_exception_handlers
+from api.guard import BearerGuard
+from api.limits import BodyLimit
 from api.openapi import Problem
 from api.routes import health, kpi
 from server.http import mount_mcp
@@ -27,10 +29,7 @@ from shared.runtime import Runtime, open_runtime, sandbox_upstreams
 from shared.settings import Settings, get_settings
 
 logger = logging.getLogger("loop_kpi")
-
-
-class State(TypedDict):
-    runtime: Runtime
+MAX_BODY_BYTES = 256 * 1024
 
 
 def with_ephemeral_secret(settings: Settings) -> Settings:
@@ -73,15 +72,15 @@ def create_app(
     if settings.KPI_SANDBOX:
         settings = with_ephemeral_secret(settings)
     allowed = resolve_allowlist(settings.MCP_ALLOWED_OPERATIONS)
-    opened: list[Runtime] = []
 
     def get_runtime() -> Runtime:
-        return opened[0]
+        runtime: Runtime = app.state.runtime
+        return runtime
 
     mcp = build_mcp(get_runtime, allowed)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncGenerator[State]:
+    async def lifespan(app: FastAPI) -> AsyncGenerator[None]:
         async with AsyncExitStack() as stack:
             effective = stack.enter_context(sandbox_upstreams(settings))
             runtime = await stack.enter_async_context(
@@ -92,12 +91,12 @@ def create_app(
                     clock=clock,
                 )
             )
-            opened.append(runtime)
+            app.state.runtime = runtime
             await stack.enter_async_context(mcp.session_manager.run())
             if on_ready is not None:
                 on_ready(effective)
-            yield {"runtime": runtime}
-            opened.clear()
+            yield
+            del app.state.runtime
 
     app = FastAPI(
         title="Loop KPI",
@@ -110,9 +109,14 @@ def create_app(
     app.include_router(kpi.router)
     _register_problem_schema(app)
     mount_mcp(app, mcp, settings, get_runtime)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BearerGuard, get_runtime=get_runtime, prefix="/api/kpi/")
     if settings.KPI_SANDBOX:
         app.add_middleware(DataSourceHeader)
     return app
+
+
+BEARER_HELP = "A JWT with the `kpi:read` scope, or role `admin` or `exec` (`loop-kpi token --sub NAME`)."
 
 
 def _register_problem_schema(app: FastAPI) -> None:
@@ -122,9 +126,17 @@ def _register_problem_schema(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = original()
-            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = Problem.model_json_schema(
+            components = schema.setdefault("components", {})
+            components.setdefault("schemas", {})["Problem"] = Problem.model_json_schema(
                 ref_template="#/components/schemas/{model}"
             )
+            components["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": BEARER_HELP}
+            }
+            for path, operations in schema.get("paths", {}).items():
+                if path.startswith("/api/kpi/"):
+                    for operation in operations.values():
+                        operation["security"] = [{"bearer": []}]
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -37,7 +37,6 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` entries for the given statuses, each an `application/problem+json` Problem."""
     return {
         status: {
-            "model": Problem,
             "description": _DESCRIPTIONS[status],
             "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }

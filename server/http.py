@@ -8,8 +8,9 @@ as problem details with an RFC 9728 `resource_metadata` challenge, and publishes
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from urllib.parse import parse_qs, urlsplit
+from collections.abc import Callable, Generator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -17,13 +18,10 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
+from api.guard import BearerGuard
 from server.context import current_principal, current_transport
-from shared.auth.challenge import www_authenticate
-from shared.auth.scopes import KPI_READ, Principal, require_kpi_access
-from shared.auth.tokens import parse_authorization_header
-from shared.errors import AuthenticationError, InsufficientScopeError
+from shared.auth.scopes import KPI_READ, Principal
 from shared.runtime import Runtime
 from shared.settings import Settings
 
@@ -51,57 +49,16 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
 
 
-class McpAuthGuard:
-    """Pure ASGI guard in front of the MCP endpoint (it never buffers the streamed response)."""
-
-    def __init__(self, app: StreamableHTTPASGIApp, get_runtime: Callable[[], Runtime]) -> None:
-        self.app = app
-        self.get_runtime = get_runtime
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        runtime = self.get_runtime()
-        try:
-            principal = await self._authenticate(scope, runtime)
-            require_kpi_access(principal)
-        except (AuthenticationError, InsufficientScopeError) as exc:
-            challenge = www_authenticate(exc, resource_metadata=resource_metadata_url(runtime.settings))
-            body: dict[str, object] = {
-                "type": exc.type_uri,
-                "title": exc.title,
-                "status": exc.status,
-                "detail": exc.detail,
-            }
-            if not isinstance(exc, AuthenticationError):
-                body["required_scope"] = KPI_READ
-            response = JSONResponse(
-                body,
-                status_code=exc.status,
-                headers={"WWW-Authenticate": challenge},
-                media_type="application/problem+json",
-            )
-            await response(scope, receive, send)
-            return
-        principal_token = current_principal.set(principal)
-        transport_token = current_transport.set("mcp-http")
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            current_transport.reset(transport_token)
-            current_principal.reset(principal_token)
-
-    async def _authenticate(self, scope: Scope, runtime: Runtime) -> Principal:
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        if "access_token" in query:
-            raise AuthenticationError(
-                "tokens are not accepted in the query string; use the Authorization header.", token_sent=True
-            )
-        header = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"authorization"), None)
-        token = parse_authorization_header(header)
-        if token is None:
-            if runtime.settings.KPI_NO_AUTH and runtime.data_source == "sandbox":
-                return Principal.local("sandbox-no-auth")
-            raise AuthenticationError("A bearer token is required.", token_sent=False)
-        return await runtime.verifier.verify(token)
+@contextmanager
+def publish(principal: Principal) -> Generator[None]:
+    """Make the HTTP caller visible to the tools for the duration of its request."""
+    principal_token = current_principal.set(principal)
+    transport_token = current_transport.set("mcp-http")
+    try:
+        yield
+    finally:
+        current_transport.reset(transport_token)
+        current_principal.reset(principal_token)
 
 
 def mount_mcp(app: FastAPI, mcp: MCPServer, settings: Settings, get_runtime: Callable[[], Runtime]) -> None:
@@ -112,7 +69,12 @@ def mount_mcp(app: FastAPI, mcp: MCPServer, settings: Settings, get_runtime: Cal
         json_response=True,
         transport_security=transport_security(settings),
     )
-    guard = McpAuthGuard(StreamableHTTPASGIApp(mcp.session_manager), get_runtime)
+    guard = BearerGuard(
+        StreamableHTTPASGIApp(mcp.session_manager),
+        get_runtime=get_runtime,
+        resource_metadata=lambda runtime: resource_metadata_url(runtime.settings),
+        enter=publish,
+    )
     app.router.routes.append(Route(MCP_PATH, endpoint=guard, include_in_schema=False))
 
     metadata = {

@@ -52,6 +52,11 @@ class Runtime:
     verifier: TokenVerifier
     _readiness: tuple[float, list[SourceReadiness]] | None = field(default=None, repr=False)
 
+    @property
+    def anonymous_allowed(self) -> bool:
+        """Callers without a token are admitted only by a sandbox started with `--no-auth`."""
+        return self.settings.KPI_NO_AUTH and self.data_source == "sandbox"
+
     async def readiness(self) -> list[SourceReadiness]:
         """Configured and reachable state of each source; probes are cached for 30 s to spare upstream budgets."""
         now = time.monotonic()

@@ -71,7 +71,7 @@ async def read_conversion(_: KpiReader, kpi: KpiServiceDep, query: Annotated[m.C
 
 
 @router.get(
-    "/user/{user_id}",
+    "/user/{user_id:path}",
     operation_id="kpi_user_journey",
     response_model=m.JourneyResult,
     responses=problem_responses(401, 403, 404, 422, 502, 503, 504),

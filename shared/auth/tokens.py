@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Self, cast
 from urllib.parse import urlsplit
@@ -35,6 +36,8 @@ __all__ = [
 ]
 
 MAX_TOKEN_LENGTH = 8 * 1024
+VERIFIED_TTL = 300.0
+VERIFIED_MAX_ENTRIES = 1024
 """Tokens longer than this (in characters, which for a valid JWT are ASCII bytes) are rejected unparsed."""
 MIN_SECRET_LENGTH = 32
 """The shortest HS256 secret we accept, in UTF-8 bytes (RFC 7518 §3.2: at least the hash size)."""
@@ -88,6 +91,7 @@ class TokenVerifier:
         self._fetched_at: float | None = None
         self._attempted_at: float | None = None
         self._last_fetch_failed = False
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     @property
     def configured(self) -> bool:
@@ -95,7 +99,27 @@ class TokenVerifier:
         return self._secret is not None or self._jwks_url is not None
 
     async def verify(self, token: str) -> Principal:
-        """Verify a bearer JWT and return its principal; raise `AuthenticationError` with a short reason otherwise."""
+        """Verify a bearer JWT and return its principal; raise `AuthenticationError` with a short reason otherwise.
+
+        A token that verified is remembered until it expires (at most `VERIFIED_TTL` seconds, bounded in number),
+        so a caller's repeated requests do not pay for signature checks again.
+        """
+        now = time.time()
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            principal, valid_until = remembered
+            if now < valid_until:
+                self._verified.move_to_end(token)
+                return principal
+            del self._verified[token]
+        principal = await self._verify(token)
+        expires = principal.expires_at if principal.expires_at is not None else now
+        self._verified[token] = (principal, min(expires, now + VERIFIED_TTL))
+        while len(self._verified) > VERIFIED_MAX_ENTRIES:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> Principal:
         if not self.configured:
             raise _reject("token verification is not configured")
         if len(token) > MAX_TOKEN_LENGTH:

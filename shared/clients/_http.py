@@ -108,6 +108,7 @@ class UpstreamHttp:
         """GET `path` within the upstream budget, retrying timeouts, 5xx and 429 with jittered backoff while the
         caller's deadline allows; other 4xx are never retried."""
         attempt = 0
+        previous: UpstreamError | None = None
         while True:
             try:
                 if gate is None:
@@ -120,6 +121,10 @@ class UpstreamHttp:
                 self.check_status(response, allow_404=allow_404)
                 return response
             except UpstreamError as exc:
+                if previous is not None and isinstance(exc, UpstreamRateLimitedError) and exc.upstream_status is None:
+                    # Our own budget refused the retry: the caller should hear why the first attempt failed.
+                    raise previous from exc
+                previous = exc
                 delay = self._retry_delay(exc, attempt)
                 if isinstance(exc, UpstreamRateLimitedError) and exc.upstream_status == 429 and gate is not None:
                     gate.block_for(exc.retry_after)

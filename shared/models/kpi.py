@@ -287,7 +287,9 @@ class RefundedItem(_Model):
 
 class CustomerRefunds(_Model):
     user_id: str
-    found: bool = Field(description="False when RevenueCat does not know this customer.")
+    found: bool | None = Field(
+        description="False when RevenueCat does not know this customer; null when the lookup failed (see error)."
+    )
     refunded: list[RefundedItem]
     refunded_amount_usd: float
     purchases: int

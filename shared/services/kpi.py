@@ -356,10 +356,14 @@ class KpiService:
                 CUSTOMER_CONCURRENCY,
             )
 
-        (refund_chart, revenue_chart), details = await _all(charts, customers)
+        outcomes: tuple[tuple[ChartData, ChartData], list[m.CustomerRefunds] | None] = await _all(charts, customers)
+        (refund_chart, revenue_chart), details = outcomes
         periods = _refund_periods(refund_chart, revenue_chart)
+        meta = self._meta(("revenuecat", None))
+        # Customers whose lookup failed are missing from the result: it is partial, though the charts answered.
+        meta["partial"] = any(c.error is not None for c in details or [])
         return m.RefundAnalysisResult(
-            **self._meta(("revenuecat", None)),
+            **meta,
             start_date=span.start,
             end_date=span.end,
             resolution=query.resolution,
@@ -386,7 +390,7 @@ class KpiService:
         except UpstreamError as exc:
             return m.CustomerRefunds(
                 user_id=user_id,
-                found=False,
+                found=None,
                 refunded=[],
                 refunded_amount_usd=0,
                 purchases=0,

@@ -601,13 +601,13 @@ async def test_the_key_set_is_refreshed_after_its_max_age_and_kept_if_the_refres
         verifier = TokenVerifier(
             make_settings(secret=None, jwks_url=JWKS_URL), http_client=client, clock=clock, jwks_max_age=600
         )
-        await verifier.verify(rsa_signing_key.sign(claims()))
+        await verifier.verify(rsa_signing_key.sign(claims(jti="1")))
         clock.advance(599)
-        await verifier.verify(rsa_signing_key.sign(claims()))
+        await verifier.verify(rsa_signing_key.sign(claims(jti="2")))
         assert jwks.requests == 1
         clock.advance(2)
         jwks.respond = lambda: httpx2.Response(503)
-        assert (await verifier.verify(rsa_signing_key.sign(claims()))).subject == "alice"
+        assert (await verifier.verify(rsa_signing_key.sign(claims(jti="3")))).subject == "alice"
         assert jwks.requests == 2
 
 
@@ -739,3 +739,15 @@ def test_a_malformed_authorization_header_is_an_authentication_error(value: str)
     for part in value.split()[1:]:
         if part.lower() != "bearer":
             assert part not in str(caught.value)
+
+
+@pytest.mark.anyio
+async def test_a_verified_token_is_remembered_until_it_expires_but_never_past_it() -> None:
+    verifier = TokenVerifier(make_settings())
+    token = hs256(claims(exp=now() + 600))
+    first = await verifier.verify(token)
+    assert await verifier.verify(token) is first
+    expired = hs256(claims(exp=now() - 3600))
+    await rejection(verifier, expired)
+    verifier._verified[token] = (first, time.time() - 1)  # its remembered validity ran out
+    assert (await verifier.verify(token)).subject == "alice"
