@@ -4,6 +4,7 @@ checker of `shared.auth`."""
 
 from __future__ import annotations
 
+import time
 from contextvars import ContextVar
 from typing import Literal
 
@@ -18,11 +19,14 @@ current_principal: ContextVar[Principal | None] = ContextVar("loop_kpi_principal
 current_transport: ContextVar[Transport] = ContextVar("loop_kpi_transport", default="mcp-memory")
 
 
-def current_reader() -> Principal:
+async def current_reader() -> Principal:
     """The caller, if it may read KPIs; otherwise a tool error the model can read, naming the missing scope."""
     principal = current_principal.get()
     if principal is None:
         raise ToolError("Unauthorized: no verified caller for this session (set KPI_ACCESS_TOKEN).")
+    if principal.expires_at is not None and principal.expires_at <= time.time():
+        # stdio verifies its token once, at start-up: a long session must still stop when the token expires.
+        raise ToolError("Unauthorized: the access token has expired; restart the server with a fresh KPI_ACCESS_TOKEN.")
     try:
         require_kpi_access(principal)
     except InsufficientScopeError as exc:

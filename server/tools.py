@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from typing import Annotated, Any, TypeVar, cast
 
-from mcp.server.mcpserver import MCPServer, Resolve
+from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 from mcp.types import ToolAnnotations
@@ -20,7 +20,6 @@ from pydantic import Field
 
 from server.context import current_reader
 from shared.auth.allowlist import OPERATIONS
-from shared.auth.scopes import Principal
 from shared.errors import KpiError, UpstreamRateLimitedError
 from shared.models import kpi as m
 from shared.runtime import Runtime
@@ -37,8 +36,6 @@ INSTRUCTIONS = (
     "for synthetic demo data."
 )
 
-Reader = Annotated[Principal, Resolve(current_reader)]
-
 
 def tool_error(error: KpiError) -> ToolError:
     """The tool-error text for a service error: the same title and detail as the REST problem details."""
@@ -48,9 +45,12 @@ def tool_error(error: KpiError) -> ToolError:
     return ToolError(text)
 
 
-async def _call(operation: Awaitable[Served[ResultT]]) -> ResultT:
+async def _call(operation: Callable[[], Awaitable[Served[ResultT]]]) -> ResultT:
+    # The caller check runs in the tool body rather than as a `Resolve` parameter: same check, a third of the
+    # per-call cost (docs/benchmarks.md).
+    await current_reader()
     try:
-        return (await operation).value
+        return (await operation()).value
     except KpiError as exc:
         raise tool_error(exc) from exc
 
@@ -66,7 +66,6 @@ def build_mcp(get_runtime: Callable[[], Runtime], allowed: Sequence[str] = OPERA
     )
 
     async def kpi_overview(
-        reader: Reader,
         as_of: Annotated[
             date | None, Field(description="Day (YYYY-MM-DD, UTC) the overview is for; default today.")
         ] = None,
@@ -75,10 +74,9 @@ def build_mcp(get_runtime: Callable[[], Runtime], allowed: Sequence[str] = OPERA
         MRR, gross revenue of the last 28 days (USD, before store fees), active subscriptions and trials, new
         customers and active users (28 days). RevenueCat active users are SDK-seen ids, not comparable with
         Amplitude MAU. If one source fails the other's figures still come back with `partial: true`."""
-        return await _call(get_runtime().cached.overview(m.OverviewQuery(as_of=as_of)))
+        return await _call(lambda: get_runtime().cached.overview(m.OverviewQuery(as_of=as_of)))
 
     async def kpi_mau(
-        reader: Reader,
         start_month: Annotated[
             date | None, Field(description="First month, as any day in it (YYYY-MM-DD); default 5 months back.")
         ] = None,
@@ -89,10 +87,9 @@ def build_mcp(get_runtime: Callable[[], Runtime], allowed: Sequence[str] = OPERA
         """Monthly active users (distinct users with any event in Amplitude) per calendar month, with the change from
         the previous month in users and percent. The current month is `partial` (counted to today), so compare it
         with care. Up to 36 months."""
-        return await _call(get_runtime().cached.mau(m.MauQuery(start_month=start_month, end_month=end_month)))
+        return await _call(lambda: get_runtime().cached.mau(m.MauQuery(start_month=start_month, end_month=end_month)))
 
     async def kpi_conversion(
-        reader: Reader,
         steps: Annotated[
             list[m.EventType] | None,
             Field(
@@ -118,17 +115,16 @@ def build_mcp(get_runtime: Callable[[], Runtime], allowed: Sequence[str] = OPERA
             conversion_window_days=conversion_window_days,
             mode=mode,
         )
-        return await _call(get_runtime().cached.conversion(query))
+        return await _call(lambda: get_runtime().cached.conversion(query))
 
-    async def kpi_user_journey(reader: Reader, user_id: m.UserId) -> m.JourneyResult:
+    async def kpi_user_journey(user_id: m.UserId) -> m.JourneyResult:
         """One user's journey: Amplitude profile and events, RevenueCat subscriptions, renewals, cancellations,
         billing issues, purchases and refunds, merged into one timeline, oldest first. Errors with 'Not found' when
         neither source knows the user id. Refunds are placed at the purchase they reverse (RevenueCat gives no
         refund time)."""
-        return await _call(get_runtime().cached.user_journey(user_id))
+        return await _call(lambda: get_runtime().cached.user_journey(user_id))
 
     async def kpi_refund_analysis(
-        reader: Reader,
         start_date: Annotated[date, Field(description="First day (YYYY-MM-DD).")],
         end_date: Annotated[date, Field(description="Last day (YYYY-MM-DD), not in the future.")],
         resolution: Annotated[m.Resolution, Field(description="Period size.")] = "month",
@@ -148,7 +144,7 @@ def build_mcp(get_runtime: Callable[[], Runtime], allowed: Sequence[str] = OPERA
         query = m.RefundAnalysisQuery(
             start_date=start_date, end_date=end_date, resolution=resolution, segment=segment, user_ids=user_ids
         )
-        return await _call(get_runtime().cached.refund_analysis(query))
+        return await _call(lambda: get_runtime().cached.refund_analysis(query))
 
     tools: dict[str, tuple[Callable[..., Awaitable[Any]], str]] = {
         "kpi_overview": (kpi_overview, "KPI overview"),

@@ -8,17 +8,22 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """A cached result: its JSON body, when it was stored (epoch seconds) and for how long it is fresh."""
+    """A cached result: its JSON body, when it was stored (epoch seconds) and for how long it is fresh.
+
+    `value` may hold the (immutable) result object itself, so an in-process hit needs no parsing; a backend that
+    serializes entries drops it and keeps the body.
+    """
 
     body: bytes
     stored_at: float
     ttl: float
+    value: object | None = field(default=None, compare=False, repr=False)
 
     def age(self, now: float) -> float:
         return max(0.0, now - self.stored_at)

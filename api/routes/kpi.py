@@ -7,26 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query, Response
 
 from api.deps import KpiReader, KpiServiceDep
+from api.fastpath import served_response
 from api.openapi import problem_responses
 from shared.models import kpi as m
-from shared.services.cached import Served
-
-
-def _respond(served: Served[Any], now: float) -> Response:
-    """The pre-serialized body, with its freshness: `Age` since it was computed and `max-age` left."""
-    return Response(
-        served.body,
-        media_type="application/json",
-        headers={
-            "Cache-Control": f"private, max-age={served.max_age(now)}",
-            "Age": str(served.age(now)),
-            "X-KPI-Cache": "hit" if served.hit else "miss",
-        },
-    )
-
 
 router = APIRouter(prefix="/api/kpi", tags=["kpi"])
-
+_respond = served_response
 _ALL_UPSTREAM: dict[int | str, dict[str, Any]] = problem_responses(401, 403, 422, 502, 503, 504)
 
 

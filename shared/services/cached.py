@@ -63,6 +63,16 @@ class Served(Generic[ResultT]):
         return max(0, int(self.ttl - (now - self.stored_at)))
 
 
+@dataclass(frozen=True)
+class Plan(Generic[ResultT]):
+    """How one request is answered: its cache key, result model, freshness, and the computation on a miss."""
+
+    key: str
+    model: type[ResultT]
+    ttl: float
+    compute: Callable[[], Awaitable[ResultT]]
+
+
 @dataclass
 class _Flight:
     done: anyio.Event = field(default_factory=anyio.Event)
@@ -94,57 +104,84 @@ class CachedKpiService:
         self._inflight: dict[str, _Flight] = {}
         self.computations = 0
 
-    async def overview(self, query: m.OverviewQuery) -> Served[m.OverviewResult]:
+    # Plans: what a request will be answered from (its key, freshness and computation), without running it.
+
+    def plan_overview(self, query: m.OverviewQuery) -> Plan[m.OverviewResult]:
         query = self.kpi.resolve_overview(query)
         ttl = self.ttl.overview if query.as_of == self.kpi.today() else self.ttl.mau_closed
-        return await self._serve("overview", query, m.OverviewResult, ttl, lambda: self.kpi.overview(query))
+        return Plan(self.key("overview", query), m.OverviewResult, ttl, lambda: self.kpi.overview(query))
 
-    async def mau(self, query: m.MauQuery) -> Served[m.MauResult]:
+    def plan_mau(self, query: m.MauQuery) -> Plan[m.MauResult]:
         query = self.kpi.resolve_mau(query)
         current = self.kpi.today().replace(day=1)
         ttl = self.ttl.mau_current if query.end_month == current else self.ttl.mau_closed
-        return await self._serve("mau", query, m.MauResult, ttl, lambda: self.kpi.mau(query))
+        return Plan(self.key("mau", query), m.MauResult, ttl, lambda: self.kpi.mau(query))
+
+    def plan_conversion(self, query: m.ConversionQuery) -> Plan[m.ConversionResult]:
+        query = self.kpi.resolve_conversion(query)
+        return Plan(
+            self.key("conversion", query), m.ConversionResult, self.ttl.conversion, lambda: self.kpi.conversion(query)
+        )
+
+    def plan_user_journey(self, user_id: str) -> Plan[m.JourneyResult]:
+        user_id = self.kpi.resolve_user_id(user_id)
+        return Plan(
+            self.key("journey", _UserKey(user_id=user_id)),
+            m.JourneyResult,
+            self.ttl.journey,
+            lambda: self.kpi.user_journey(user_id),
+        )
+
+    def plan_refund_analysis(self, query: m.RefundAnalysisQuery) -> Plan[m.RefundAnalysisResult]:
+        query = self.kpi.resolve_refund_analysis(query)
+        return Plan(
+            self.key("refunds", query),
+            m.RefundAnalysisResult,
+            self.ttl.refunds,
+            lambda: self.kpi.refund_analysis(query),
+        )
+
+    # The operations: cached answer, or one shared computation.
+
+    async def overview(self, query: m.OverviewQuery) -> Served[m.OverviewResult]:
+        return await self.serve(self.plan_overview(query))
+
+    async def mau(self, query: m.MauQuery) -> Served[m.MauResult]:
+        return await self.serve(self.plan_mau(query))
 
     async def conversion(self, query: m.ConversionQuery) -> Served[m.ConversionResult]:
-        query = self.kpi.resolve_conversion(query)
-        return await self._serve(
-            "conversion", query, m.ConversionResult, self.ttl.conversion, lambda: self.kpi.conversion(query)
-        )
+        return await self.serve(self.plan_conversion(query))
 
     async def user_journey(self, user_id: str) -> Served[m.JourneyResult]:
-        user_id = self.kpi.resolve_user_id(user_id)
-        key = _UserKey(user_id=user_id)
-        return await self._serve(
-            "journey", key, m.JourneyResult, self.ttl.journey, lambda: self.kpi.user_journey(user_id)
-        )
+        return await self.serve(self.plan_user_journey(user_id))
 
     async def refund_analysis(self, query: m.RefundAnalysisQuery) -> Served[m.RefundAnalysisResult]:
-        query = self.kpi.resolve_refund_analysis(query)
-        return await self._serve(
-            "refunds", query, m.RefundAnalysisResult, self.ttl.refunds, lambda: self.kpi.refund_analysis(query)
-        )
+        return await self.serve(self.plan_refund_analysis(query))
 
     def key(self, operation: str, query: BaseModel) -> str:
         """The cache key of a resolved query."""
         return f"{self._namespace}:{operation}:{query.model_dump_json()}"
 
-    async def _serve(
-        self,
-        operation: str,
-        query: BaseModel,
-        model: type[ResultT],
-        ttl: float,
-        compute: Callable[[], Awaitable[ResultT]],
-    ) -> Served[ResultT]:
-        key = self.key(operation, query)
-        if ttl > 0:
-            entry = await self.cache.get(key)
-            if entry is not None:
-                return Served(entry.body, entry.stored_at, entry.ttl, hit=True, model=model)
+    async def peek(self, plan: Plan[ResultT]) -> Served[ResultT] | None:
+        """The cached answer of a plan, if there is a fresh one; never computes."""
+        if plan.ttl <= 0:
+            return None
+        entry = await self.cache.get(plan.key)
+        if entry is None:
+            return None
+        value = entry.value if isinstance(entry.value, plan.model) else None
+        return Served(entry.body, entry.stored_at, entry.ttl, hit=True, model=plan.model, _value=value)
+
+    async def serve(self, plan: Plan[ResultT]) -> Served[ResultT]:
+        """The cached answer, or the result of the one computation in flight for this key."""
+        cached = await self.peek(plan)
+        if cached is not None:
+            return cached
+        key, model = plan.key, plan.model
         flight = self._inflight.get(key)
         if flight is None:
             flight = self._inflight[key] = _Flight()
-            self._tasks.start_soon(self._compute, key, flight, ttl, compute, model)
+            self._tasks.start_soon(self._compute, key, flight, plan.ttl, plan.compute, model)
         # The computation has its own deadline; this one only guards against a lost wake-up.
         with anyio.fail_after(self.deadline + 5):
             await flight.done.wait()
@@ -175,7 +212,7 @@ class CachedKpiService:
             stored_at = self.clock()
             keep = min(ttl, self.ttl.partial) if value.partial else ttl
             if keep > 0:
-                await self.cache.set(key, CacheEntry(body, stored_at, keep))
+                await self.cache.set(key, CacheEntry(body, stored_at, keep, value))
             flight.result = Served(body, stored_at, keep, hit=False, model=model, _value=value)
         except Exception as exc:  # noqa: BLE001 - handed to every waiter, who re-raises it
             flight.error = exc

@@ -437,7 +437,8 @@ class KpiService:
             raise InvalidInputError("end_month must not be in the future.", field="end_month")
         if start_month > end_month:
             raise InvalidInputError("start_month must not be after end_month.", field="start_month")
-        if len(_months_between(start_month, end_month)) > MAX_MAU_MONTHS:
+        span = (end_month.year - start_month.year) * 12 + end_month.month - start_month.month + 1
+        if span > MAX_MAU_MONTHS:
             raise InvalidInputError(f"at most {MAX_MAU_MONTHS} months can be asked at once.", field="start_month")
         return m.MauQuery(start_month=start_month, end_month=end_month)
 
