@@ -79,7 +79,8 @@ def mount_mcp(app: FastAPI, mcp: MCPServer, settings: Settings, get_runtime: Cal
 
     metadata = {
         "resource": resource_url(settings),
-        "authorization_servers": [settings.KPI_JWT_ISSUER] if settings.KPI_JWT_ISSUER else [],
+        # Without an external issuer, tokens come from this service itself (`loop-kpi token`).
+        "authorization_servers": [settings.KPI_JWT_ISSUER or settings.KPI_PUBLIC_URL],
         "scopes_supported": [KPI_READ],
         "bearer_methods_supported": ["header"],
         "resource_name": "Loop KPI",

@@ -6,6 +6,7 @@ the REST body for the same inputs. Only the operations in the allowlist are regi
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
@@ -20,7 +21,7 @@ from pydantic import Field
 
 from server.context import current_reader
 from shared.auth.allowlist import OPERATIONS
-from shared.errors import KpiError, UpstreamRateLimitedError
+from shared.errors import KpiError
 from shared.models import kpi as m
 from shared.runtime import Runtime
 from shared.services.cached import Served
@@ -39,10 +40,7 @@ INSTRUCTIONS = (
 
 def tool_error(error: KpiError) -> ToolError:
     """The tool-error text for a service error: the same title and detail as the REST problem details."""
-    text = f"{error.title}: {error.detail}"
-    if isinstance(error, UpstreamRateLimitedError):
-        text += f" (retry after {error.retry_after} s)"
-    return ToolError(text)
+    return ToolError(f"{error.title}: {error.detail}")
 
 
 async def _call(operation: Callable[[], Awaitable[Served[ResultT]]]) -> ResultT:
@@ -156,7 +154,8 @@ def build_mcp(get_runtime: Callable[[], Runtime], allowed: Sequence[str] = OPERA
     assert tuple(tools) == OPERATIONS
     for name in allowed:
         fn, title = tools[name]
-        mcp.add_tool(fn, name=name, title=title, annotations=READ_ONLY, structured_output=True)
+        description = inspect.cleandoc(fn.__doc__ or "")
+        mcp.add_tool(fn, name=name, title=title, description=description, annotations=READ_ONLY, structured_output=True)
 
     allowed_names = frozenset(allowed)
 
