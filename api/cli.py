@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from shared.audit import AUDIT_LOGGER
 from shared.auth.tokens import mint_token
 from shared.settings import Settings
 
@@ -19,6 +20,12 @@ DEMO_TOKEN_TTL = 8 * 3600
 def configure_logging(level: str = "INFO") -> None:
     """Logs go to stderr (stdout is the protocol channel of the stdio MCP server)."""
     logging.basicConfig(stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The audit trail: bare JSON lines on stderr, whatever the level of the rest.
+    audit_handler = logging.StreamHandler(sys.stderr)
+    audit_handler.setFormatter(logging.Formatter("%(message)s"))
+    AUDIT_LOGGER.handlers[:] = [audit_handler]
+    AUDIT_LOGGER.setLevel(logging.INFO)
+    AUDIT_LOGGER.propagate = False
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
 

@@ -112,10 +112,25 @@ def create_app(
     mount_mcp(app, mcp, settings, get_runtime)
     app.add_middleware(CachedAnswers, get_runtime=get_runtime)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
-    app.add_middleware(BearerGuard, get_runtime=get_runtime, prefix="/api/kpi/")
+    app.add_middleware(BearerGuard, get_runtime=get_runtime, prefix="/api/kpi/", operation_of=rest_operation)
     if settings.KPI_SANDBOX:
         app.add_middleware(DataSourceHeader)
     return app
+
+
+REST_OPERATIONS = {
+    "/api/kpi/overview": "kpi_overview",
+    "/api/kpi/mau": "kpi_mau",
+    "/api/kpi/conversion": "kpi_conversion",
+    "/api/kpi/refund-analysis": "kpi_refund_analysis",
+}
+
+
+def rest_operation(path: str) -> str:
+    """The operation id a REST path serves, for the audit trail."""
+    if path.startswith("/api/kpi/user/"):
+        return "kpi_user_journey"
+    return REST_OPERATIONS.get(path.rstrip("/"), "unknown")
 
 
 BEARER_HELP = "A JWT with the `kpi:read` scope, or role `admin` or `exec` (`loop-kpi token --sub NAME`)."

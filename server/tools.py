@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from typing import Annotated, Any, TypeVar, cast
@@ -19,7 +20,8 @@ from mcp.types import ToolAnnotations
 from mcp_types import INVALID_PARAMS
 from pydantic import Field
 
-from server.context import current_reader
+from server.context import current_principal, current_reader, current_transport
+from shared.audit import audit
 from shared.auth.allowlist import OPERATIONS
 from shared.errors import KpiError
 from shared.models import kpi as m
@@ -43,14 +45,33 @@ def tool_error(error: KpiError) -> ToolError:
     return ToolError(f"{error.title}: {error.detail}")
 
 
-async def _call(operation: Callable[[], Awaitable[Served[ResultT]]]) -> ResultT:
+async def _call(name: str, operation: Callable[[], Awaitable[Served[ResultT]]]) -> ResultT:
     # The caller check runs in the tool body rather than as a `Resolve` parameter: same check, a third of the
     # per-call cost (docs/benchmarks.md).
-    await current_reader()
+    started = time.perf_counter()
+    principal = current_principal.get()
+    status, cache_hit = 500, None
     try:
-        return (await operation()).value
+        await current_reader()
+        served = await operation()
+        status, cache_hit = 200, served.hit
+        return served.value
+    except ToolError:
+        expired = principal is not None and principal.expires_at is not None and principal.expires_at <= time.time()
+        status = 401 if principal is None or expired else 403
+        raise
     except KpiError as exc:
+        status = exc.status
         raise tool_error(exc) from exc
+    finally:
+        audit(
+            subject=principal.subject if principal else None,
+            operation=name,
+            transport=current_transport.get(),
+            status=status,
+            latency=time.perf_counter() - started,
+            cache_hit=cache_hit,
+        )
 
 
 def build_mcp(get_runtime: Callable[[], Runtime], allowed: Sequence[str] = OPERATIONS) -> MCPServer:
@@ -72,7 +93,7 @@ def build_mcp(get_runtime: Callable[[], Runtime], allowed: Sequence[str] = OPERA
         MRR, gross revenue of the last 28 days (USD, before store fees), active subscriptions and trials, new
         customers and active users (28 days). RevenueCat active users are SDK-seen ids, not comparable with
         Amplitude MAU. If one source fails the other's figures still come back with `partial: true`."""
-        return await _call(lambda: get_runtime().cached.overview(m.OverviewQuery(as_of=as_of)))
+        return await _call("kpi_overview", lambda: get_runtime().cached.overview(m.OverviewQuery(as_of=as_of)))
 
     async def kpi_mau(
         start_month: Annotated[
@@ -85,7 +106,9 @@ def build_mcp(get_runtime: Callable[[], Runtime], allowed: Sequence[str] = OPERA
         """Monthly active users (distinct users with any event in Amplitude) per calendar month, with the change from
         the previous month in users and percent. The current month is `partial` (counted to today), so compare it
         with care. Up to 36 months."""
-        return await _call(lambda: get_runtime().cached.mau(m.MauQuery(start_month=start_month, end_month=end_month)))
+        return await _call(
+            "kpi_mau", lambda: get_runtime().cached.mau(m.MauQuery(start_month=start_month, end_month=end_month))
+        )
 
     async def kpi_conversion(
         steps: Annotated[
@@ -113,14 +136,14 @@ def build_mcp(get_runtime: Callable[[], Runtime], allowed: Sequence[str] = OPERA
             conversion_window_days=conversion_window_days,
             mode=mode,
         )
-        return await _call(lambda: get_runtime().cached.conversion(query))
+        return await _call("kpi_conversion", lambda: get_runtime().cached.conversion(query))
 
     async def kpi_user_journey(user_id: m.UserId) -> m.JourneyResult:
         """One user's journey: Amplitude profile and events, RevenueCat subscriptions, renewals, cancellations,
         billing issues, purchases and refunds, merged into one timeline, oldest first. Errors with 'Not found' when
         neither source knows the user id. Refunds are placed at the purchase they reverse (RevenueCat gives no
         refund time)."""
-        return await _call(lambda: get_runtime().cached.user_journey(user_id))
+        return await _call("kpi_user_journey", lambda: get_runtime().cached.user_journey(user_id))
 
     async def kpi_refund_analysis(
         start_date: Annotated[date, Field(description="First day (YYYY-MM-DD).")],
@@ -142,7 +165,7 @@ def build_mcp(get_runtime: Callable[[], Runtime], allowed: Sequence[str] = OPERA
         query = m.RefundAnalysisQuery(
             start_date=start_date, end_date=end_date, resolution=resolution, segment=segment, user_ids=user_ids
         )
-        return await _call(lambda: get_runtime().cached.refund_analysis(query))
+        return await _call("kpi_refund_analysis", lambda: get_runtime().cached.refund_analysis(query))
 
     tools: dict[str, tuple[Callable[..., Awaitable[Any]], str]] = {
         "kpi_overview": (kpi_overview, "KPI overview"),
