@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from fastapi import FastAPI
+
 from shared.audit import AUDIT_LOGGER
 from shared.auth.tokens import mint_token
 from shared.settings import Settings
@@ -84,12 +86,58 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("loop-kpi: --no-auth is only allowed with --sandbox; production never runs open.", file=sys.stderr)
         return 2
 
+    if args.workers > 1:
+        return serve_workers(args, settings)
+
     def on_ready(effective: Settings) -> None:
         if effective.KPI_SANDBOX:
             print(banner(effective), file=sys.stderr, flush=True)
 
     app = create_app(settings, on_ready=on_ready)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", proxy_headers=False, server_header=False)
+    return 0
+
+
+def worker_app() -> FastAPI:
+    """The app of one `--workers` process: logging as in the parent, settings from the environment."""
+    from api.main import create_app
+
+    configure_logging()
+    return create_app()
+
+
+def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
+    """Several worker processes, each building the app from the environment. Whatever must be the same in every
+    worker (the sandbox, the JWT secret) is made here once and handed down through the environment."""
+    import uvicorn
+
+    from api.main import with_ephemeral_secret
+    from shared.runtime import sandbox_upstreams
+
+    log = logging.getLogger("loop_kpi")
+    if settings.KPI_REDIS_URL is None:
+        log.warning("--workers without KPI_REDIS_URL: each worker keeps its own cache and upstream budget")
+    if settings.KPI_SANDBOX:
+        settings = with_ephemeral_secret(settings)
+    with sandbox_upstreams(settings) as effective:
+        env = {"KPI_PUBLIC_URL": settings.KPI_PUBLIC_URL}
+        if settings.KPI_SANDBOX:
+            env |= {"KPI_SANDBOX": "1", "KPI_SANDBOX_URL": effective.AMPLITUDE_BASE_URL}
+            env |= {"KPI_NO_AUTH": "1"} if settings.KPI_NO_AUTH else {}
+            if settings.KPI_JWT_SECRET is not None:
+                env["KPI_JWT_SECRET"] = settings.KPI_JWT_SECRET.get_secret_value()
+            print(banner(effective), file=sys.stderr, flush=True)
+        os.environ.update(env)
+        uvicorn.run(
+            "api.cli:worker_app",
+            factory=True,
+            workers=args.workers,
+            host=args.host,
+            port=args.port,
+            log_level="info",
+            proxy_headers=False,
+            server_header=False,
+        )
     return 0
 
 
@@ -140,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--sandbox", action="store_true", help="serve the bundled synthetic data (or KPI_SANDBOX=1)")
     serve.add_argument("--no-auth", action="store_true", help="sandbox only: no authentication (conformance tests)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (share state through KPI_REDIS_URL)")
     serve.set_defaults(func=cmd_serve)
 
     token = commands.add_parser("token", help="mint an HS256 token signed with KPI_JWT_SECRET")

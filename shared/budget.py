@@ -2,7 +2,8 @@
 and fail fast with a retry-after when it does not (upstream-apis.md §1.11 and §2.9).
 
 A wait is allowed only if it ends before the effective deadline of the caller's cancel scope (`anyio.fail_after`
-set by the service per operation), so a caller never hangs past its deadline.
+set by the service per operation), so a caller never hangs past its deadline. Windows live in a `WindowStore`:
+in process by default, or shared by every replica through Redis (`shared.shared_state`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import anyio
 
@@ -24,11 +26,65 @@ def remaining_time() -> float:
     return anyio.current_effective_deadline() - anyio.current_time()
 
 
+class WindowStore(Protocol):
+    """Where rate windows keep what was spent."""
+
+    async def spend(self, name: str, cost: float, capacity: float, window: float, *, force: bool = False) -> float:
+        """Spend `cost` if it fits (or `force`), returning 0; else the seconds until it would fit."""
+        ...
+
+    async def used(self, name: str, window: float) -> float:
+        """Cost spent in the current window."""
+        ...
+
+    async def block(self, name: str, seconds: float) -> None:
+        """Refuse every spend for `seconds` (the upstream said 429 + Retry-After)."""
+        ...
+
+
+class LocalWindowStore:
+    """Windows in this process only."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._spent: dict[str, deque[tuple[float, float]]] = {}
+        self._blocked_until: dict[str, float] = {}
+
+    def _window(self, name: str, window: float, now: float) -> deque[tuple[float, float]]:
+        spent = self._spent.setdefault(name, deque())
+        while spent and spent[0][0] <= now - window:
+            spent.popleft()
+        return spent
+
+    async def spend(self, name: str, cost: float, capacity: float, window: float, *, force: bool = False) -> float:
+        now = self.clock()
+        blocked = self._blocked_until.get(name, 0.0) - now
+        if blocked > 0 and not force:
+            return blocked
+        spent = self._window(name, window, now)
+        used = sum(c for _, c in spent)
+        if force or not spent or used + cost <= capacity:
+            spent.append((now, cost))
+            return 0.0
+        excess, freed = used + cost - capacity, 0.0
+        for stamp, amount in spent:
+            freed += amount
+            if freed >= excess:
+                return max(0.0, stamp + window - now)
+        return window
+
+    async def used(self, name: str, window: float) -> float:
+        return sum(c for _, c in self._window(name, window, self.clock()))
+
+    async def block(self, name: str, seconds: float) -> None:
+        self._blocked_until[name] = self.clock() + seconds
+
+
 class WindowLimiter:
     """At most `capacity` units of cost in any `window` seconds, shared by every caller of one budget.
 
     `observe` feeds it what the upstream says it counted (RevenueCat's rate-limit headers): the limit replaces the
-    capacity, and usage above our own count (other clients on the same key) is recorded as spent now.
+    capacity, and usage above the window's own count (other clients on the same key) is recorded as spent now.
     """
 
     def __init__(
@@ -39,76 +95,49 @@ class WindowLimiter:
         source: Source,
         name: str,
         clock: Callable[[], float] = time.monotonic,
+        store: WindowStore | None = None,
     ) -> None:
         self.capacity = capacity
         self.window = window
         self.source: Source = source
         self.name = name
-        self._clock = clock
-        self._spent: deque[tuple[float, float]] = deque()
-        self._lock = anyio.Lock()
+        self.store: WindowStore = store or LocalWindowStore(clock)
+        self._key = f"{source}:{name}:{int(window)}"
         self.waited = 0.0
         self.rejected = 0
 
-    def used(self) -> float:
+    async def used(self) -> float:
         """Cost spent in the current window."""
-        self._expire(self._clock())
-        return sum(cost for _, cost in self._spent)
-
-    def _expire(self, now: float) -> None:
-        while self._spent and self._spent[0][0] <= now - self.window:
-            self._spent.popleft()
-
-    def _wait_for(self, cost: float, now: float) -> float:
-        """Seconds until `cost` fits (0 when it fits now)."""
-        self._expire(now)
-        used = sum(c for _, c in self._spent)
-        if used + cost <= self.capacity or not self._spent:
-            return 0.0
-        excess = used + cost - self.capacity
-        freed = 0.0
-        for stamp, spent in self._spent:
-            freed += spent
-            if freed >= excess:
-                return max(0.0, stamp + self.window - now)
-        return self.window
+        return await self.store.used(self._key, self.window)
 
     async def acquire(self, cost: float = 1.0) -> None:
         """Spend `cost`, waiting for the window if the deadline allows; else `UpstreamRateLimitedError`."""
-        async with self._lock:
-            while True:
-                now = self._clock()
-                wait = self._wait_for(cost, now)
-                if wait <= 0:
-                    self._spent.append((now, cost))
-                    return
-                if wait >= remaining_time():
-                    self.rejected += 1
-                    raise UpstreamRateLimitedError(
-                        f"the service's {self.source} {self.name} budget is spent; retry in {math.ceil(wait)} s.",
-                        source=self.source,
-                        retry_after=max(1, math.ceil(wait)),
-                        upstream_status=None,
-                    )
-                self.waited += wait
-                await anyio.sleep(wait)
+        while True:
+            wait = await self.store.spend(self._key, cost, self.capacity, self.window)
+            if wait <= 0:
+                return
+            if wait >= remaining_time():
+                self.rejected += 1
+                raise UpstreamRateLimitedError(
+                    f"the service's {self.source} {self.name} budget is spent; retry in {math.ceil(wait)} s.",
+                    source=self.source,
+                    retry_after=max(1, math.ceil(wait)),
+                    upstream_status=None,
+                )
+            self.waited += wait
+            await anyio.sleep(wait)
 
-    def observe(self, usage: int, limit: int) -> None:
-        """Adopt the upstream's view: its limit, and any usage we did not make ourselves."""
+    async def observe(self, usage: int, limit: int) -> None:
+        """Adopt the upstream's view: its limit, and any usage the window did not see."""
         if limit > 0:
             self.capacity = float(limit)
-        now = self._clock()
-        self._expire(now)
-        missing = usage - sum(c for _, c in self._spent)
+        missing = usage - await self.store.used(self._key, self.window)
         if missing > 0:
-            self._spent.append((now, float(missing)))
+            await self.store.spend(self._key, float(missing), self.capacity, self.window, force=True)
 
-    def block_for(self, seconds: float) -> None:
-        """The upstream said 429 with Retry-After: treat the window as full for that long."""
-        now = self._clock()
-        self._expire(now)
-        self._spent.clear()
-        self._spent.append((now - self.window + seconds, self.capacity))
+    async def block_for(self, seconds: float) -> None:
+        """The upstream answered 429 with Retry-After: nothing is spent for that long."""
+        await self.store.block(self._key, seconds)
 
 
 @dataclass
@@ -126,17 +155,12 @@ class Gate:
         async with self.concurrency:
             yield
 
-    def observe(self, usage: int, limit: int) -> None:
+    async def observe(self, usage: int, limit: int) -> None:
         """Feed the upstream's rate-limit headers to the per-minute window."""
         if self.windows:
-            self.windows[0].observe(usage, limit)
+            await self.windows[0].observe(usage, limit)
 
-    def block_for(self, seconds: float) -> None:
+    async def block_for(self, seconds: float) -> None:
         """The upstream answered 429: its window is full for `seconds`."""
         if self.windows:
-            self.windows[0].block_for(seconds)
-
-
-def open_gate(concurrency: int) -> Gate:
-    """A gate with only a concurrency limit."""
-    return Gate(anyio.CapacityLimiter(concurrency))
+            await self.windows[0].block_for(seconds)

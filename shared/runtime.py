@@ -15,7 +15,7 @@ import anyio
 import httpx2
 
 from shared.auth.tokens import TokenVerifier
-from shared.budget import Gate, WindowLimiter
+from shared.budget import Gate, WindowLimiter, WindowStore
 from shared.cache import CacheBackend, MemoryCache
 from shared.clients._http import UpstreamHttp, new_async_client
 from shared.clients.amplitude import AmplitudeClient
@@ -25,6 +25,7 @@ from shared.models.kpi import DataSource
 from shared.services.cached import CachedKpiService, CacheTtl
 from shared.services.kpi import KpiService
 from shared.settings import Settings
+from shared.shared_state import RedisLink, SharedCache, SharedLocks, SharedWindowStore
 
 READINESS_TTL = 30.0
 
@@ -50,6 +51,7 @@ class Runtime:
     revenuecat: RevenueCatClient | None
     data_source: DataSource
     verifier: TokenVerifier
+    redis: RedisLink | None = None
     _readiness: tuple[float, list[SourceReadiness]] | None = field(default=None, repr=False)
 
     @property
@@ -138,6 +140,16 @@ async def open_runtime(
     async with AsyncExitStack() as stack:
         amplitude = revenuecat = None
         deadline = settings.KPI_UPSTREAM_TIMEOUT
+        link: RedisLink | None = None
+        store: WindowStore | None = None
+        if settings.KPI_REDIS_URL is not None and settings.KPI_REDIS_URL.get_secret_value().strip():
+            link = RedisLink(settings.KPI_REDIS_URL.get_secret_value().strip(), prefix=f"loop-kpi:{data_source}")
+            stack.push_async_callback(link.aclose)
+            store = SharedWindowStore(link, fallback_share=settings.KPI_REDIS_FALLBACK_SHARE)
+
+        def window(capacity: float, seconds: float, source: Source, name: str) -> WindowLimiter:
+            return WindowLimiter(capacity, seconds, source=source, name=name, store=store)
+
         tasks = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(tasks.cancel_scope.cancel)  # runs first on exit: stop computations nobody awaits
 
@@ -165,19 +177,13 @@ async def open_runtime(
                 dashboard=Gate(
                     anyio.CapacityLimiter(settings.KPI_AMPLITUDE_CONCURRENCY),
                     (
-                        WindowLimiter(settings.KPI_AMPLITUDE_COST_PER_5MIN, 300, source="amplitude", name="query cost"),
-                        WindowLimiter(
-                            settings.KPI_AMPLITUDE_COST_PER_HOUR, 3600, source="amplitude", name="query cost"
-                        ),
+                        window(settings.KPI_AMPLITUDE_COST_PER_5MIN, 300, "amplitude", "query cost"),
+                        window(settings.KPI_AMPLITUDE_COST_PER_HOUR, 3600, "amplitude", "query cost"),
                     ),
                 ),
                 user_lookup=Gate(
                     anyio.CapacityLimiter(settings.KPI_AMPLITUDE_USER_CONCURRENCY),
-                    (
-                        WindowLimiter(
-                            settings.KPI_AMPLITUDE_USER_QUERIES_PER_HOUR, 3600, source="amplitude", name="user lookup"
-                        ),
-                    ),
+                    (window(settings.KPI_AMPLITUDE_USER_QUERIES_PER_HOUR, 3600, "amplitude", "user lookup"),),
                 ),
             )
         if settings.revenuecat_configured:
@@ -198,15 +204,11 @@ async def open_runtime(
                 gates={
                     "charts_metrics": Gate(
                         limiter,
-                        (WindowLimiter(settings.KPI_REVENUECAT_CHARTS_RPM, 60, source="revenuecat", name="charts"),),
+                        (window(settings.KPI_REVENUECAT_CHARTS_RPM, 60, "revenuecat", "charts"),),
                     ),
                     "customer_information": Gate(
                         limiter,
-                        (
-                            WindowLimiter(
-                                settings.KPI_REVENUECAT_CUSTOMERS_RPM, 60, source="revenuecat", name="customers"
-                            ),
-                        ),
+                        (window(settings.KPI_REVENUECAT_CUSTOMERS_RPM, 60, "revenuecat", "customers"),),
                     ),
                 },
             )
@@ -221,6 +223,8 @@ async def open_runtime(
         verifier = await stack.enter_async_context(TokenVerifier(settings))
         if cache is None:  # not `cache or ...`: an empty cache is falsy
             cache = MemoryCache(max_entries=settings.KPI_CACHE_MAX_ENTRIES, max_bytes=settings.KPI_CACHE_MAX_BYTES)
+            if link is not None:
+                cache = SharedCache(link, fallback=cache)
         cached = CachedKpiService(
             kpi,
             cache,
@@ -235,5 +239,6 @@ async def open_runtime(
                 partial=settings.KPI_CACHE_TTL_PARTIAL,
             ),
             deadline=settings.KPI_REQUEST_DEADLINE,
+            locks=SharedLocks(link) if link is not None else None,
         )
-        yield Runtime(settings, kpi, cached, amplitude, revenuecat, data_source, verifier)
+        yield Runtime(settings, kpi, cached, amplitude, revenuecat, data_source, verifier, redis=link)

@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     KPI_CACHE_MAX_ENTRIES: int = Field(default=2048, ge=1)
     KPI_CACHE_MAX_BYTES: int = Field(default=64 * 1024 * 1024, ge=1024)
 
+    # Scale-out: replicas share cache, single-flight and upstream budgets through Redis.
+    KPI_REDIS_URL: SecretStr | None = Field(default=None, description="e.g. redis://localhost:6379/0")
+    KPI_REDIS_FALLBACK_SHARE: float = Field(
+        default=0.5, gt=0, le=1, description="Share of each upstream budget one replica uses while Redis is down."
+    )
+
     # Authentication of our own callers.
     KPI_JWT_SECRET: SecretStr | None = None
     KPI_JWKS_URL: str | None = None

@@ -24,10 +24,16 @@ class SourceState(BaseModel):
     detail: str | None
 
 
+class RedisState(BaseModel):
+    reachable: bool
+    detail: str
+
+
 class Readiness(BaseModel):
     status: Literal["ready", "degraded", "down"]
     data_source: Literal["live", "sandbox"]
     sources: list[SourceState]
+    redis: RedisState | None = None
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness")
@@ -43,12 +49,20 @@ async def read_health() -> Health:
     summary="Readiness",
 )
 async def read_readiness(runtime: RuntimeDep) -> JSONResponse:
-    """Which sources are configured and answered a cheap probe (cached for 30 s)."""
+    """Which sources are configured and answered a cheap probe (cached for 30 s), and whether Redis (when
+    configured) is reachable."""
     states = [
         SourceState(source=s.source, configured=s.configured, reachable=s.reachable, detail=s.detail)
         for s in await runtime.readiness()
     ]
     up = [s.configured and bool(s.reachable) for s in states]
     status: Literal["ready", "degraded", "down"] = "ready" if all(up) else "degraded" if any(up) else "down"
-    body = Readiness(status=status, data_source=runtime.data_source, sources=states)
+    redis = None
+    if runtime.redis is not None:
+        reachable = await runtime.redis.ping()
+        detail = "cache, single-flight and budgets shared" if reachable else "unreachable: serving from local state"
+        redis = RedisState(reachable=reachable, detail=detail)
+        if not reachable and status == "ready":
+            status = "degraded"
+    body = Readiness(status=status, data_source=runtime.data_source, sources=states, redis=redis)
     return JSONResponse(body.model_dump(mode="json"), status_code=503 if status == "down" else 200)

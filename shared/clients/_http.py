@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -103,7 +103,7 @@ class UpstreamHttp:
         allow_404: bool = False,
         gate: Gate | None = None,
         cost: float = 1.0,
-        on_response: Callable[[httpx2.Response], None] | None = None,
+        on_response: Callable[[httpx2.Response], Awaitable[None]] | None = None,
     ) -> httpx2.Response:
         """GET `path` within the upstream budget, retrying timeouts, 5xx and 429 with jittered backoff while the
         caller's deadline allows; other 4xx are never retried."""
@@ -117,7 +117,7 @@ class UpstreamHttp:
                     async with gate.slot(cost):
                         response = await self._send(path, params)
                 if on_response is not None:
-                    on_response(response)
+                    await on_response(response)
                 self.check_status(response, allow_404=allow_404)
                 return response
             except UpstreamError as exc:
@@ -127,7 +127,7 @@ class UpstreamHttp:
                 previous = exc
                 delay = self._retry_delay(exc, attempt)
                 if isinstance(exc, UpstreamRateLimitedError) and exc.upstream_status == 429 and gate is not None:
-                    gate.block_for(exc.retry_after)
+                    await gate.block_for(exc.retry_after)
                 if delay is None or delay > self._max_retry_wait or delay >= remaining_time():
                     raise
                 attempt += 1

@@ -148,13 +148,13 @@ class RevenueCatClient:
     ) -> httpx2.Response:
         gate = self._gates.get(domain)
 
-        def read_rate_limit(response: httpx2.Response) -> None:
+        async def read_rate_limit(response: httpx2.Response) -> None:
             usage = _int_header(response.headers, "RevenueCat-Rate-Limit-Current-Usage")
             limit = _int_header(response.headers, "RevenueCat-Rate-Limit-Current-Limit")
             if usage is not None and limit is not None:
                 self.rate_limits[domain] = RateLimitReading(usage=usage, limit=limit, read_at=time.monotonic())
                 if gate is not None:
-                    gate.observe(usage, limit)
+                    await gate.observe(usage, limit)
 
         return await self._http.get(path, params=params, allow_404=allow_404, gate=gate, on_response=read_rate_limit)
 

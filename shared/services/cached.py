@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
@@ -24,6 +24,17 @@ from shared.services.kpi import KpiService
 
 ResultT = TypeVar("ResultT", bound=m.ResultMeta)
 CACHE_VERSION = "v1"
+PEER_POLL_INTERVAL = 0.02
+
+
+class Locks(Protocol):
+    """Cross-replica single-flight (`shared.shared_state.SharedLocks`)."""
+
+    async def acquire(self, key: str, ttl: float) -> str | None: ...
+
+    async def held(self, key: str) -> bool: ...
+
+    async def release(self, key: str, token: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,7 @@ class CachedKpiService:
         deadline: float,
         clock: Callable[[], float] = time.time,
         namespace: str = "",
+        locks: Locks | None = None,
     ) -> None:
         self.kpi = kpi
         self.cache = cache
@@ -103,6 +115,7 @@ class CachedKpiService:
         self._namespace = f"loop-kpi:{CACHE_VERSION}:{namespace or kpi.data_source}"
         self._inflight: dict[str, _Flight] = {}
         self.computations = 0
+        self.locks = locks
 
     # Plans: what a request will be answered from (its key, freshness and computation), without running it.
 
@@ -199,7 +212,16 @@ class CachedKpiService:
         compute: Callable[[], Awaitable[ResultT]],
         model: type[ResultT],
     ) -> None:
+        token: str | None = None
         try:
+            if self.locks is not None and ttl > 0:
+                token = await self.locks.acquire(key, self.deadline + 5)
+                if token is None:
+                    entry = await self._await_peer(key)
+                    if entry is not None:
+                        flight.result = Served(entry.body, entry.stored_at, entry.ttl, hit=True, model=model)
+                        return
+                    token = await self.locks.acquire(key, self.deadline + 5)  # the peer gave up: compute here
             self.computations += 1
             try:
                 with anyio.fail_after(self.deadline):
@@ -217,8 +239,23 @@ class CachedKpiService:
         except Exception as exc:  # noqa: BLE001 - handed to every waiter, who re-raises it
             flight.error = exc
         finally:
+            if token is not None and self.locks is not None:
+                await self.locks.release(key, token)
             del self._inflight[key]
             flight.done.set()
+
+    async def _await_peer(self, key: str) -> CacheEntry | None:
+        """Another replica holds the key's lock: wait (bounded) for the entry it will store."""
+        assert self.locks is not None
+        with anyio.move_on_after(self.deadline):
+            while True:
+                entry = await self.cache.get(key)
+                if entry is not None:
+                    return entry
+                if not await self.locks.held(key):
+                    return await self.cache.get(key)
+                await anyio.sleep(PEER_POLL_INTERVAL)
+        return None
 
 
 class _UserKey(BaseModel):

@@ -47,7 +47,7 @@ async def test_a_window_frees_up_as_old_requests_age_out() -> None:
         await limiter.acquire()
         clock.now += 31
         await limiter.acquire()
-    assert limiter.used() == 2
+    assert await limiter.used() == 2
 
 
 async def test_the_limiter_adopts_the_limit_and_usage_the_upstream_reports() -> None:
@@ -55,9 +55,9 @@ async def test_the_limiter_adopts_the_limit_and_usage_the_upstream_reports() -> 
     limiter = _limiter(5, clock)
     with anyio.fail_after(5):
         await limiter.acquire()
-        limiter.observe(usage=4, limit=25)
+        await limiter.observe(usage=4, limit=25)
         assert limiter.capacity == 25
-        assert limiter.used() == 4
+        assert await limiter.used() == 4
         for _ in range(21):
             await limiter.acquire()
         with pytest.raises(UpstreamRateLimitedError):
@@ -67,7 +67,7 @@ async def test_the_limiter_adopts_the_limit_and_usage_the_upstream_reports() -> 
 async def test_a_429_blocks_the_window_for_its_retry_after() -> None:
     clock = FakeClock()
     limiter = _limiter(10, clock)
-    limiter.block_for(12)
+    await limiter.block_for(12)
     with anyio.fail_after(5), pytest.raises(UpstreamRateLimitedError) as caught:
         await limiter.acquire()
     assert caught.value.retry_after == 12

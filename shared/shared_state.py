@@ -1,0 +1,245 @@
+"""What replicas share through Redis (`KPI_REDIS_URL`): the result cache, single-flight locks, and upstream rate
+windows. Every piece degrades to its in-process twin while Redis is unreachable, and goes back to Redis by itself.
+
+    RedisLink            one asyncio client + health: after a failure, calls fail fast (no waiting on a dead
+                         server) until a retry interval has passed, then Redis is tried again
+    SharedCache          CacheBackend on Redis; falls back to a MemoryCache
+    SharedLocks          SET NX PX locks: one replica computes a key, the others wait for its cache entry
+    SharedWindowStore    rate windows as sorted sets (a Lua script spends atomically, with Redis's clock);
+                         falls back to local windows at a conservative share of each capacity
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from shared.budget import LocalWindowStore
+from shared.cache import CacheEntry, MemoryCache
+
+T = TypeVar("T")
+logger = logging.getLogger("loop_kpi.redis")
+_HEADER = struct.Struct("!dd")  # stored_at, ttl
+
+_SPEND = """
+local key, block = KEYS[1], KEYS[2]
+local cost, capacity, window, force = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1'
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+if not force then
+  local pttl = redis.call('PTTL', block)
+  if pttl > 0 then return tostring(pttl / 1000) end
+end
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+local used = 0
+for i = 1, #entries, 2 do used = used + tonumber(string.match(entries[i], '^([^:]+)')) end
+if force or #entries == 0 or used + cost <= capacity then
+  redis.call('ZADD', key, now, tostring(cost) .. ':' .. ARGV[5])
+  redis.call('PEXPIRE', key, math.ceil(window * 1000))
+  return '0'
+end
+local excess, freed = used + cost - capacity, 0
+for i = 1, #entries, 2 do
+  freed = freed + tonumber(string.match(entries[i], '^([^:]+)'))
+  if freed >= excess then return tostring(tonumber(entries[i + 1]) + window - now) end
+end
+return tostring(window)
+"""
+
+_USED = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
+local entries = redis.call('ZRANGE', KEYS[1], 0, -1)
+local used = 0
+for i = 1, #entries do used = used + tonumber(string.match(entries[i], '^([^:]+)')) end
+return tostring(used)
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class RedisUnavailableError(Exception):
+    """Redis did not answer (or recently did not): use the local fallback."""
+
+
+class RedisLink:
+    """The Redis client and whether it currently answers."""
+
+    def __init__(
+        self, url: str, *, prefix: str = "loop-kpi", timeout: float = 0.5, retry_interval: float = 2.0
+    ) -> None:
+        self.client: aioredis.Redis = aioredis.Redis.from_url(  # pyright: ignore[reportUnknownMemberType]
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=0
+        )
+        self.prefix = prefix
+        self.retry_interval = retry_interval
+        self.down_since: float | None = None
+        self._retry_at = 0.0
+        self._spend = self.client.register_script(_SPEND)
+        self._used = self.client.register_script(_USED)
+        self._release = self.client.register_script(_RELEASE)
+
+    @property
+    def up(self) -> bool:
+        return self.down_since is None
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """Run one Redis operation; fail fast with `RedisUnavailableError` while Redis is known to be down."""
+        now = time.monotonic()
+        if self.down_since is not None and now < self._retry_at:
+            raise RedisUnavailableError
+        try:
+            try:
+                result = await operation()
+            except (RedisConnectionError, OSError):
+                # A pooled connection from before a Redis restart fails once; a fresh one may not.
+                result = await operation()
+        except (RedisError, OSError) as exc:
+            if self.down_since is None:
+                logger.warning("redis unreachable (%s); serving from local state", type(exc).__name__)
+                self.down_since = now
+            self._retry_at = now + self.retry_interval
+            raise RedisUnavailableError from exc
+        if self.down_since is not None:
+            logger.warning("redis reachable again; sharing resumes")
+            self.down_since = None
+        return result
+
+    async def ping(self) -> bool:
+        """Whether Redis answers now (bypasses the fail-fast interval)."""
+        self._retry_at = 0.0
+        try:
+            await self.call(self.client.ping)  # pyright: ignore[reportUnknownArgumentType, reportUnknownMemberType]
+        except RedisUnavailableError:
+            return False
+        return True
+
+    async def spend(self, name: str, cost: float, capacity: float, window: float, *, force: bool = False) -> float:
+        result = await self.call(
+            lambda: self._spend(
+                keys=[self.key("window", name), self.key("block", name)],
+                args=[cost, capacity, window, "1" if force else "0", secrets.token_hex(6)],
+            )
+        )
+        return float(_text(result))
+
+    async def used(self, name: str, window: float) -> float:
+        result = await self.call(lambda: self._used(keys=[self.key("window", name)], args=[window]))
+        return float(_text(result))
+
+    async def block(self, name: str, seconds: float) -> None:
+        await self.call(lambda: self.client.set(self.key("block", name), "1", px=max(1, int(seconds * 1000))))
+
+    async def release(self, key: str, token: str) -> None:
+        await self.call(lambda: self._release(keys=[key], args=[token]))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class SharedCache:
+    """The result cache in Redis (bodies only), with a local MemoryCache while Redis is down."""
+
+    def __init__(self, link: RedisLink, fallback: MemoryCache) -> None:
+        self.link = link
+        self.fallback = fallback
+
+    async def get(self, key: str) -> CacheEntry | None:
+        try:
+            blob = await self.link.call(lambda: self.link.client.get(self.link.key("cache", key)))
+        except RedisUnavailableError:
+            return await self.fallback.get(key)
+        if not isinstance(blob, bytes) or len(blob) < _HEADER.size:
+            return None
+        stored_at, ttl = _HEADER.unpack_from(blob)
+        entry = CacheEntry(blob[_HEADER.size :], stored_at, ttl)
+        return entry if entry.fresh(time.time()) else None
+
+    async def set(self, key: str, entry: CacheEntry) -> None:
+        blob = _HEADER.pack(entry.stored_at, entry.ttl) + entry.body
+        try:
+            await self.link.call(
+                lambda: self.link.client.set(self.link.key("cache", key), blob, px=max(1, int(entry.ttl * 1000)))
+            )
+        except RedisUnavailableError:
+            await self.fallback.set(key, entry)
+
+    async def clear(self) -> None:
+        await self.fallback.clear()
+
+
+class SharedLocks:
+    """One computation per key across replicas: `SET NX PX` with a token, released only by its holder."""
+
+    def __init__(self, link: RedisLink) -> None:
+        self.link = link
+
+    async def acquire(self, key: str, ttl: float) -> str | None:
+        """A token when this replica may compute `key`; None when another holds it. Redis down: compute locally."""
+        token = secrets.token_hex(8)
+        try:
+            taken = await self.link.call(
+                lambda: self.link.client.set(self.link.key("lock", key), token, nx=True, px=max(1, int(ttl * 1000)))
+            )
+        except RedisUnavailableError:
+            return token
+        return token if taken else None
+
+    async def held(self, key: str) -> bool:
+        try:
+            return bool(await self.link.call(lambda: self.link.client.exists(self.link.key("lock", key))))
+        except RedisUnavailableError:
+            return False
+
+    async def release(self, key: str, token: str) -> None:
+        try:
+            await self.link.release(self.link.key("lock", key), token)
+        except RedisUnavailableError:
+            pass
+
+
+class SharedWindowStore:
+    """Rate windows shared by every replica; while Redis is down, local windows at `fallback_share` of capacity."""
+
+    def __init__(self, link: RedisLink, *, fallback_share: float = 0.5) -> None:
+        self.link = link
+        self.local = LocalWindowStore()
+        self.fallback_share = fallback_share
+
+    async def spend(self, name: str, cost: float, capacity: float, window: float, *, force: bool = False) -> float:
+        try:
+            return await self.link.spend(name, cost, capacity, window, force=force)
+        except RedisUnavailableError:
+            return await self.local.spend(name, cost, capacity * self.fallback_share, window, force=force)
+
+    async def used(self, name: str, window: float) -> float:
+        try:
+            return await self.link.used(name, window)
+        except RedisUnavailableError:
+            return await self.local.used(name, window)
+
+    async def block(self, name: str, seconds: float) -> None:
+        try:
+            await self.link.block(name, seconds)
+        except RedisUnavailableError:
+            await self.local.block(name, seconds)

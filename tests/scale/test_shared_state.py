@@ -1,0 +1,105 @@
+"""Redis-backed cache, locks and rate windows, as two replicas see them; and their local fallback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+from shared.budget import WindowLimiter
+from shared.cache import CacheEntry, MemoryCache
+from shared.errors import UpstreamRateLimitedError
+from shared.shared_state import RedisLink, SharedCache, SharedLocks, SharedWindowStore
+from tests.scale.conftest import RedisServer
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def links(redis_url: str) -> AsyncIterator[tuple[RedisLink, RedisLink]]:
+    first, second = RedisLink(redis_url, prefix="t"), RedisLink(redis_url, prefix="t")
+    yield first, second
+    await first.aclose()
+    await second.aclose()
+
+
+async def test_a_rate_window_is_shared_by_two_replicas(links: tuple[RedisLink, RedisLink]) -> None:
+    one = WindowLimiter(5, 60, source="revenuecat", name="charts", store=SharedWindowStore(links[0]))
+    two = WindowLimiter(5, 60, source="revenuecat", name="charts", store=SharedWindowStore(links[1]))
+    with anyio.fail_after(5):
+        for limiter in (one, two, one, two, one):
+            await limiter.acquire()
+        assert await two.used() == 5
+        with pytest.raises(UpstreamRateLimitedError) as caught:
+            await two.acquire()
+    assert 55 <= caught.value.retry_after <= 60
+
+
+async def test_a_429_seen_by_one_replica_blocks_the_other(links: tuple[RedisLink, RedisLink]) -> None:
+    one = WindowLimiter(100, 60, source="revenuecat", name="customers", store=SharedWindowStore(links[0]))
+    two = WindowLimiter(100, 60, source="revenuecat", name="customers", store=SharedWindowStore(links[1]))
+    await one.block_for(30)
+    with anyio.fail_after(5), pytest.raises(UpstreamRateLimitedError) as caught:
+        await two.acquire()
+    assert 29 <= caught.value.retry_after <= 30
+
+
+async def test_cost_windows_add_up_costs_across_replicas(links: tuple[RedisLink, RedisLink]) -> None:
+    one = WindowLimiter(1000, 300, source="amplitude", name="query cost", store=SharedWindowStore(links[0]))
+    two = WindowLimiter(1000, 300, source="amplitude", name="query cost", store=SharedWindowStore(links[1]))
+    with anyio.fail_after(5):
+        await one.acquire(600)
+        await two.acquire(300)
+        with pytest.raises(UpstreamRateLimitedError):
+            await two.acquire(200)
+        await one.acquire(100)
+
+
+async def test_the_cache_is_shared_and_expires(links: tuple[RedisLink, RedisLink]) -> None:
+    one, two = SharedCache(links[0], MemoryCache()), SharedCache(links[1], MemoryCache())
+    entry = CacheEntry(b'{"a": 1}', stored_at=1_800_000_000.0, ttl=3_000_000_000)
+    await one.set("k", entry)
+    found = await two.get("k")
+    assert found is not None and (found.body, found.stored_at, found.ttl) == (entry.body, entry.stored_at, entry.ttl)
+    await one.set("old", CacheEntry(b"{}", stored_at=1.0, ttl=10))  # stored long ago: stale at once
+    assert await two.get("old") is None
+
+
+async def test_a_lock_is_held_by_one_replica_and_released_only_by_it(links: tuple[RedisLink, RedisLink]) -> None:
+    one, two = SharedLocks(links[0]), SharedLocks(links[1])
+    token = await one.acquire("key", 30)
+    assert token is not None
+    assert await two.acquire("key", 30) is None
+    await two.release("key", "not-the-token")
+    assert await two.held("key")
+    await one.release("key", token)
+    assert not await two.held("key")
+    assert await two.acquire("key", 30) is not None
+
+
+async def test_without_redis_everything_falls_back_to_local_state_and_then_recovers(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    link = RedisLink(redis_url, prefix="t", retry_interval=0.05)
+    store = SharedWindowStore(link, fallback_share=0.5)
+    limiter = WindowLimiter(4, 60, source="revenuecat", name="charts", store=store)
+    cache = SharedCache(link, MemoryCache())
+    try:
+        redis_server.stop()
+        with anyio.fail_after(10):
+            await limiter.acquire()
+            await limiter.acquire()
+            with pytest.raises(UpstreamRateLimitedError):  # half of the capacity while alone
+                await limiter.acquire()
+            await cache.set("k", CacheEntry(b"{}", stored_at=4_000_000_000.0, ttl=60))
+            assert await cache.get("k") is not None  # from the local fallback
+            assert await SharedLocks(link).acquire("key", 10) is not None  # compute locally
+            assert not link.up
+            redis_server.start()
+            assert await link.ping()
+            assert link.up
+            await limiter.acquire()  # the shared window is empty again
+            assert await store.used("revenuecat:charts:60", 60) == 1
+    finally:
+        await link.aclose()
