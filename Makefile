@@ -29,6 +29,9 @@ pytest: $(STAMP)
 
 test: lint pytest
 
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .

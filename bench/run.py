@@ -212,6 +212,40 @@ def rest_throughput(sandbox_url: str, seconds: int) -> tuple[list[Row], float]:
     return rows, rss
 
 
+def workers_throughput(sandbox_url: str, seconds: int, single_rps: float) -> list[Row]:
+    """Two worker processes sharing one Redis, against the single-worker figure of the same run."""
+    binary = shutil.which("redis-server")
+    if binary is None or not shutil.which("wrk"):
+        return [Row("Warm REST throughput, 2 workers + Redis", "skipped: needs redis-server and wrk", "", "", "")]
+    redis_port, port = free_port(), free_port()
+    redis_args = [binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    env = {
+        **os.environ,
+        "KPI_SANDBOX": "1",
+        "KPI_SANDBOX_URL": sandbox_url,
+        "KPI_JWT_SECRET": SECRET,
+        "KPI_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+    }
+    token = mint_token(SECRET, subject="bench", ttl=3600)
+    auth = {"Authorization": f"Bearer {token}"}
+    args = [sys.executable, "-m", "api.cli", "serve", "--sandbox", "--workers", "2", "--port", str(port)]
+    with process(redis_args, env), process(args, env) as service:
+        url = f"http://127.0.0.1:{port}/api/kpi/mau"
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        httpx2.get(url, headers=auth, timeout=30).raise_for_status()
+        wrk(url, service.pid, seconds=1, headers=auth)
+        two = wrk(url, service.pid, seconds=seconds, headers=auth)
+    return [
+        Row(
+            "Warm REST throughput, 2 workers sharing Redis (wrk -t1 -c32)",
+            f"{two.rps:,.0f} req/s",
+            f"{single_rps:,.0f} req/s (1 worker, above)",
+            f"{two.rps / single_rps:.2f}x",
+            "",
+        )
+    ]
+
+
 async def median_call(call: Callable[[], Awaitable[Any]], count: int) -> float:
     for _ in range(50):
         await call()
@@ -411,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.model_validate({**settings.model_dump(), "KPI_SANDBOX": True})
         rest_rows, service_rss = rest_throughput(sandbox.base_url, args.seconds)
         rows += rest_rows
+        single = float(rest_rows[0].measured.split()[0].replace(",", ""))
+        rows += workers_throughput(sandbox.base_url, args.seconds, single)
         rows += anyio.run(mcp_latency, settings, args.calls)
         rows += anyio.run(mcp_http_latency, sandbox.base_url, args.calls)
         rows += anyio.run(cold_fanout, settings, state)

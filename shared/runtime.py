@@ -224,7 +224,7 @@ async def open_runtime(
         if cache is None:  # not `cache or ...`: an empty cache is falsy
             cache = MemoryCache(max_entries=settings.KPI_CACHE_MAX_ENTRIES, max_bytes=settings.KPI_CACHE_MAX_BYTES)
             if link is not None:
-                cache = SharedCache(link, fallback=cache)
+                cache = SharedCache(link, local=cache)
         cached = CachedKpiService(
             kpi,
             cache,

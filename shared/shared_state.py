@@ -3,7 +3,7 @@ windows. Every piece degrades to its in-process twin while Redis is unreachable,
 
     RedisLink            one asyncio client + health: after a failure, calls fail fast (no waiting on a dead
                          server) until a retry interval has passed, then Redis is tried again
-    SharedCache          CacheBackend on Redis; falls back to a MemoryCache
+    SharedCache          CacheBackend on Redis behind a local MemoryCache (which serves alone while Redis is down)
     SharedLocks          SET NX PX locks: one replica computes a key, the others wait for its cache entry
     SharedWindowStore    rate windows as sorted sets (a Lua script spends atomically, with Redis's clock);
                          falls back to local windows at a conservative share of each capacity
@@ -158,34 +158,46 @@ def _text(value: Any) -> str:
 
 
 class SharedCache:
-    """The result cache in Redis (bodies only), with a local MemoryCache while Redis is down."""
+    """The result cache in Redis (bodies only), behind a local MemoryCache.
 
-    def __init__(self, link: RedisLink, fallback: MemoryCache) -> None:
+    Entries never change while fresh (an entry expires at `stored_at + ttl` wherever it is held), so the local
+    copy is served without asking Redis; Redis is read on a local miss and written on every store. While Redis is
+    down the local cache is all there is.
+    """
+
+    def __init__(self, link: RedisLink, local: MemoryCache) -> None:
         self.link = link
-        self.fallback = fallback
+        self.local = local
 
     async def get(self, key: str) -> CacheEntry | None:
+        entry = await self.local.get(key)
+        if entry is not None:
+            return entry
         try:
             blob = await self.link.call(lambda: self.link.client.get(self.link.key("cache", key)))
         except RedisUnavailableError:
-            return await self.fallback.get(key)
+            return None
         if not isinstance(blob, bytes) or len(blob) < _HEADER.size:
             return None
         stored_at, ttl = _HEADER.unpack_from(blob)
         entry = CacheEntry(blob[_HEADER.size :], stored_at, ttl)
-        return entry if entry.fresh(time.time()) else None
+        if not entry.fresh(time.time()):
+            return None
+        await self.local.set(key, entry)
+        return entry
 
     async def set(self, key: str, entry: CacheEntry) -> None:
+        await self.local.set(key, entry)
         blob = _HEADER.pack(entry.stored_at, entry.ttl) + entry.body
         try:
             await self.link.call(
                 lambda: self.link.client.set(self.link.key("cache", key), blob, px=max(1, int(entry.ttl * 1000)))
             )
         except RedisUnavailableError:
-            await self.fallback.set(key, entry)
+            pass
 
     async def clear(self) -> None:
-        await self.fallback.clear()
+        await self.local.clear()
 
 
 class SharedLocks:
