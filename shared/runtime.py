@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import anyio
 import httpx2
@@ -81,7 +81,7 @@ class Runtime:
                 results[source] = SourceReadiness(source, configured=True, reachable=True)
 
         amplitude, revenuecat = self.amplitude, self.revenuecat
-        yesterday = datetime.now(UTC).date() - timedelta(days=1)
+        yesterday = self.kpi.today() - timedelta(days=1)
         async with anyio.create_task_group() as group:
             group.start_soon(
                 probe,

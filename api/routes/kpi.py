@@ -12,7 +12,6 @@ from api.openapi import problem_responses
 from shared.models import kpi as m
 
 router = APIRouter(prefix="/api/kpi", tags=["kpi"])
-_respond = served_response
 _ALL_UPSTREAM: dict[int | str, dict[str, Any]] = problem_responses(401, 403, 422, 502, 503, 504)
 
 
@@ -27,7 +26,7 @@ async def read_overview(_: KpiReader, kpi: KpiServiceDep, query: Annotated[m.Ove
     """DAU, month-to-date MAU and new users (Amplitude) with MRR, 28-day revenue, active subscriptions and trials,
     new customers and active users (RevenueCat). If one source fails transiently the other's figures are still
     returned, marked `partial`, with that source's error in `sources`."""
-    return _respond(await kpi.overview(query), kpi.clock())
+    return served_response(await kpi.overview(query), kpi.clock())
 
 
 @router.get(
@@ -40,7 +39,7 @@ async def read_overview(_: KpiReader, kpi: KpiServiceDep, query: Annotated[m.Ove
 async def read_mau(_: KpiReader, kpi: KpiServiceDep, query: Annotated[m.MauQuery, Query()]) -> Response:
     """Monthly active users (Amplitude) per calendar month with month-over-month change; the current month is
     marked `partial`. Default range: the last six months including the current one."""
-    return _respond(await kpi.mau(query), kpi.clock())
+    return served_response(await kpi.mau(query), kpi.clock())
 
 
 @router.get(
@@ -53,7 +52,7 @@ async def read_mau(_: KpiReader, kpi: KpiServiceDep, query: Annotated[m.MauQuery
 async def read_conversion(_: KpiReader, kpi: KpiServiceDep, query: Annotated[m.ConversionQuery, Query()]) -> Response:
     """An Amplitude funnel over event steps (repeat `steps` once per step, in order): users per step, step and
     cumulative conversion, median times; plus RevenueCat's trial conversion for the same range when configured."""
-    return _respond(await kpi.conversion(query), kpi.clock())
+    return served_response(await kpi.conversion(query), kpi.clock())
 
 
 @router.get(
@@ -66,7 +65,7 @@ async def read_conversion(_: KpiReader, kpi: KpiServiceDep, query: Annotated[m.C
 async def read_user_journey(_: KpiReader, kpi: KpiServiceDep, user_id: Annotated[m.UserId, Path()]) -> Response:
     """One user's Amplitude events and RevenueCat subscriptions, renewals, purchases and refunds as one timeline,
     oldest first. 404 when neither source knows the user."""
-    return _respond(await kpi.user_journey(user_id), kpi.clock())
+    return served_response(await kpi.user_journey(user_id), kpi.clock())
 
 
 @router.post(
@@ -98,4 +97,4 @@ async def analyze_refunds(
 ) -> Response:
     """RevenueCat refund rate and revenue per period over a date range (refunds count in the original
     transaction's period), summary totals, and refunded purchases of up to 100 given customers."""
-    return _respond(await kpi.refund_analysis(query), kpi.clock())
+    return served_response(await kpi.refund_analysis(query), kpi.clock())
