@@ -106,6 +106,11 @@ def add_exception_handlers(app: FastAPI) -> None:
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:
+            # FastAPI's only 400: a request body it could not decode (e.g. not UTF-8). Same answer as invalid JSON.
+            return validation_problem(
+                [{"type": "json_invalid", "loc": ("body",), "msg": str(exc.detail)}], instance=request.url.path
+            )
         titles = {404: "Not found", 405: "Method not allowed", 413: "Request body too large"}
         return problem(
             exc.status_code,

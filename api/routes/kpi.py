@@ -5,12 +5,28 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Response
+from starlette.convertors import Convertor, register_url_convertor
 
 from api.deps import KpiReader, KpiServiceDep
 from api.fastpath import served_response
 from api.openapi import problem_responses
 from shared.models import kpi as m
 
+
+class _AnyConvertor(Convertor[str]):
+    """A path parameter that takes every character, `/` and newlines included, so that the user id validation
+    (not the router) judges it: Starlette's `path` stops at a newline and `$` lets a trailing one through."""
+
+    regex = "(?s:.+)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("any", _AnyConvertor())
 router = APIRouter(prefix="/api/kpi", tags=["kpi"])
 _ALL_UPSTREAM: dict[int | str, dict[str, Any]] = problem_responses(401, 403, 422, 502, 503, 504)
 
@@ -56,7 +72,7 @@ async def read_conversion(_: KpiReader, kpi: KpiServiceDep, query: Annotated[m.C
 
 
 @router.get(
-    "/user/{user_id:path}",
+    "/user/{user_id:any}",
     operation_id="kpi_user_journey",
     response_model=m.JourneyResult,
     responses=problem_responses(401, 403, 404, 422, 502, 503, 504),

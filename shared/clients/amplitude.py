@@ -32,7 +32,7 @@ ACTIVITY_PAGE_LIMIT = 1000  # the endpoint's documented maximum
 
 def amplitude_date(day: date) -> str:
     """Amplitude's request date format, `YYYYMMDD`."""
-    return day.strftime("%Y%m%d")
+    return day.isoformat().replace("-", "")  # zero-padded, unlike strftime's %Y for years before 1000
 
 
 class AmplitudeClient:

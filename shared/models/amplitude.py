@@ -47,7 +47,7 @@ class UserMatch(_Wire):
 
 
 class UserSearchResponse(_Wire):
-    matches: list[UserMatch] = Field(default_factory=list[UserMatch])
+    matches: list[UserMatch]  # required: even "no match" carries `"matches": []` (upstream-apis.md §1.8)
     type: str | None = None
 
 

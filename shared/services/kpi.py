@@ -36,6 +36,7 @@ A = TypeVar("A")
 B = TypeVar("B")
 
 MAX_MAU_MONTHS = 36
+MIN_DATE = date(2000, 1, 1)  # no analytics or store data predates it; keeps date arithmetic far from year 1
 MAX_FUNNEL_DAYS = 366
 MAX_REFUND_DAYS = 3 * 366
 CUSTOMER_CONCURRENCY = 8
@@ -423,7 +424,7 @@ class KpiService:
     def resolve_overview(self, query: m.OverviewQuery) -> m.OverviewQuery:
         """The query with its defaults made concrete, validated (`InvalidInputError` names the field)."""
         today = self._today()
-        as_of = query.as_of or today
+        as_of = _not_before_min(query.as_of or today, "as_of")
         if as_of > today:
             raise InvalidInputError("as_of must not be in the future.", field="as_of")
         return m.OverviewQuery(as_of=as_of)
@@ -431,8 +432,8 @@ class KpiService:
     def resolve_mau(self, query: m.MauQuery) -> m.MauQuery:
         """Months as their first days, default the last six; validated."""
         today = self._today()
-        end_month = (query.end_month or today).replace(day=1)
-        start_month = (query.start_month or _add_months(end_month, -5)).replace(day=1)
+        end_month = _not_before_min(query.end_month or today, "end_month").replace(day=1)
+        start_month = _not_before_min(query.start_month or _add_months(end_month, -5), "start_month").replace(day=1)
         if end_month > today:
             raise InvalidInputError("end_month must not be in the future.", field="end_month")
         if start_month > end_month:
@@ -447,7 +448,7 @@ class KpiService:
         steps = list(query.steps) if query.steps is not None else list(self._conversion_steps)
         if not 2 <= len(steps) <= m.MAX_FUNNEL_STEPS:
             raise InvalidInputError(f"a funnel needs 2 to {m.MAX_FUNNEL_STEPS} steps.", field="steps")
-        end = query.end_date or self._today()
+        end = _not_before_min(query.end_date or self._today(), "end_date")
         span = self._date_range(query.start_date or end - timedelta(days=29), end, MAX_FUNNEL_DAYS)
         return query.model_copy(update={"steps": steps, "start_date": span.start, "end_date": span.end})
 
@@ -482,6 +483,8 @@ class KpiService:
         return self._clock().astimezone(UTC).date()
 
     def _date_range(self, start: date, end: date, max_days: int) -> _Range:
+        _not_before_min(start, "start_date")
+        _not_before_min(end, "end_date")
         if end > self._today():
             raise InvalidInputError("end_date must not be in the future.", field="end_date")
         if start > end:
@@ -586,6 +589,12 @@ def problem_of(error: KpiError) -> m.SourceProblem:
 
 
 # ---------------------------------------------------------------------------------------------- dates
+
+
+def _not_before_min(day: date, field: str) -> date:
+    if day < MIN_DATE:
+        raise InvalidInputError(f"{field} must be on or after {MIN_DATE.isoformat()}.", field=field)
+    return day
 
 
 def _month_end(day: date) -> date:
