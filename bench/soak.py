@@ -523,6 +523,27 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def healthy_line(final: Mapping[str, Any]) -> str:
+    """Whether the service answered every operation in full on both faces once the faults were cleared."""
+    line = f"- Healthy at the end: {final['healthy']}"
+    if final["healthy"]:
+        line += f", after {final['recovered_after_s']} s ({final['rounds']} check rounds)"
+    else:
+        failing = {key: value for key, value in final.items() if key.startswith(("rest ", "mcp ")) and value != "ok"}
+        line += f"; still failing: {failing}"
+    first: Mapping[str, Any] = final.get("first_round") or {}
+    titles = sorted({_title(value) for key, value in first.items() if key.startswith(("rest ", "mcp "))})
+    if titles:
+        line += f"; first round: {', '.join(titles)} (readyz {first.get('readyz', 'ready')})"
+    return line
+
+
+def _title(value: object) -> str:
+    text = str(value)
+    match = re.search(r'"title":"([^"]+)"', text)
+    return match.group(1) if match else text[:40]
+
+
 def markdown(report: Mapping[str, Any]) -> str:
     p, lat, log, host = report["process"], report["latency_ms"], report["service_log"], report["machine"]
     lines = [
@@ -549,7 +570,7 @@ def markdown(report: Mapping[str, Any]) -> str:
             f"- Service log: {log['lines']} lines, {log['tracebacks']} tracebacks, {log['unexpected_errors']} "
             f"unexpected errors, secrets found: {log['secrets_found']}"
         ),
-        f"- Healthy at the end: {report['final_check']['healthy']} ({report['final_check']})",
+        healthy_line(report["final_check"]),
         "",
         "| Outcome | Count |",
         "|---|---|",
