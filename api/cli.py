@@ -94,7 +94,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(banner(effective), file=sys.stderr, flush=True)
 
     app = create_app(settings, on_ready=on_ready)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", proxy_headers=False, server_header=False)
+    # No per-request access log: the audit log already writes one structured line per KPI call.
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+    )
     return 0
 
 
@@ -135,6 +144,7 @@ def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
             host=args.host,
             port=args.port,
             log_level="info",
+            access_log=False,
             proxy_headers=False,
             server_header=False,
         )
