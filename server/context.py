@@ -19,16 +19,26 @@ current_principal: ContextVar[Principal | None] = ContextVar("loop_kpi_principal
 current_transport: ContextVar[Transport] = ContextVar("loop_kpi_transport", default="mcp-memory")
 
 
+class AccessDeniedError(ToolError):
+    """A tool error for a caller who may not read KPIs; `status` is what REST would answer (401 or 403)."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 async def current_reader() -> Principal:
     """The caller, if it may read KPIs; otherwise a tool error the model can read, naming the missing scope."""
     principal = current_principal.get()
     if principal is None:
-        raise ToolError("Unauthorized: no verified caller for this session (set KPI_ACCESS_TOKEN).")
+        raise AccessDeniedError("Unauthorized: no verified caller for this session (set KPI_ACCESS_TOKEN).", status=401)
     if principal.expires_at is not None and principal.expires_at <= time.time():
         # stdio verifies its token once, at start-up: a long session must still stop when the token expires.
-        raise ToolError("Unauthorized: the access token has expired; restart the server with a fresh KPI_ACCESS_TOKEN.")
+        raise AccessDeniedError(
+            "Unauthorized: the access token has expired; restart the server with a fresh KPI_ACCESS_TOKEN.", status=401
+        )
     try:
         require_kpi_access(principal)
     except InsufficientScopeError as exc:
-        raise ToolError(f"{exc.title}: {exc.detail}") from exc
+        raise AccessDeniedError(f"{exc.title}: {exc.detail}", status=403) from exc
     return principal

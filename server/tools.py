@@ -20,7 +20,7 @@ from mcp.types import ToolAnnotations
 from mcp_types import INVALID_PARAMS
 from pydantic import Field
 
-from server.context import current_principal, current_reader, current_transport
+from server.context import AccessDeniedError, current_principal, current_reader, current_transport
 from shared.audit import audit
 from shared.auth.allowlist import OPERATIONS
 from shared.errors import KpiError
@@ -56,9 +56,8 @@ async def _call(name: str, operation: Callable[[], Awaitable[Served[ResultT]]]) 
         served = await operation()
         status, cache_hit = 200, served.hit
         return served.value
-    except ToolError:
-        expired = principal is not None and principal.expires_at is not None and principal.expires_at <= time.time()
-        status = 401 if principal is None or expired else 403
+    except AccessDeniedError as exc:
+        status = exc.status
         raise
     except KpiError as exc:
         status = exc.status
