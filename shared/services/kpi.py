@@ -49,11 +49,6 @@ REFUND_ATTRIBUTION_NOTE = (
 _USER_ID = TypeAdapter(m.UserId)
 
 
-def utc_today() -> date:
-    """Today's date in UTC, the service's day boundary."""
-    return datetime.now(UTC).date()
-
-
 @dataclass(frozen=True)
 class _Range:
     start: date
