@@ -1,27 +1,30 @@
 """Warm answers without the framework: a GET whose result is cached is answered from the pre-serialized bytes.
 
-It sits behind `BearerGuard` (the caller is already authenticated and authorized) and in front of FastAPI. It
-parses the query with the same pydantic models the routes use and asks the cache only; anything it is not sure
-about (a miss, an odd query string, invalid input) goes on to the routes, which give the canonical answer or error.
-The routes' own cached answers are byte-for-byte the same (`served_response`).
+It sits behind the bearer guard (the caller is already authenticated and authorized) and in front of FastAPI. It
+finds the request's operation through the app's own routes, parses the query with the operation's query model and
+asks the cache only; anything it is not sure about (an odd query string, invalid input) goes on to the route, which
+gives the canonical answer or error. On a miss it leaves its plan in the request state, so the route does not
+resolve the query again. The routes' own answers are byte-for-byte the same (`served_response`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.state import set_cache_hit, set_plan
 from shared.errors import KpiError
-from shared.models import kpi as m
+from shared.operations import AnyOperation
 from shared.runtime import Runtime
-from shared.services.cached import CachedKpiService, Plan, Served
+from shared.services.cached import Plan, Served
 
-USER_PREFIX = "/api/kpi/user/"
+OperationRoute = tuple[BaseRoute, AnyOperation]
 
 
 def served_response(served: Served[Any], now: float) -> Response:
@@ -37,55 +40,67 @@ def served_response(served: Served[Any], now: float) -> Response:
     )
 
 
-def _query_model(raw: bytes, model: type[BaseModel]) -> BaseModel | None:
-    """The query string as `model`, or None when it is anything but plain (repeated scalars, blanks, unknowns)."""
+def match_operation(
+    routes: Sequence[OperationRoute], scope: Scope, *, any_method: bool = False
+) -> tuple[AnyOperation, dict[str, Any]] | None:
+    """The operation a request is for, by the app's own routes, and its path parameters; with `any_method`, also
+    the operation whose path matches with another method."""
+    for route, operation in routes:
+        match, child = route.matches(scope)
+        if match is Match.FULL or (any_method and match is Match.PARTIAL):
+            return operation, dict(child.get("path_params", {}))
+    return None
+
+
+def _query_model(raw: bytes, model: type[BaseModel], given: dict[str, Any]) -> BaseModel | None:
+    """The query string (plus path parameters) as `model`, or None when it is anything but plain (repeated
+    scalars, blanks, unknown names) or invalid."""
     values = parse_qs(raw.decode("latin-1"), keep_blank_values=True)
-    data: dict[str, object] = {}
-    for name, given in values.items():
+    data: dict[str, object] = dict(given)
+    for name, found in values.items():
         field = model.model_fields.get(name)
-        if field is None or any(not value for value in given):
+        if field is None or name in given or any(not value for value in found):
             return None
         repeated = str(field.annotation).startswith("list[")
-        if not repeated and len(given) != 1:
+        if not repeated and len(found) != 1:
             return None
-        data[name] = given if repeated else given[0]
+        data[name] = found if repeated else found[0]
     try:
         return model.model_validate(data)
     except ValidationError:
         return None
 
 
-def _plan(cached: CachedKpiService, path: str, query_string: bytes) -> Plan[Any] | None:
-    if path == "/api/kpi/overview":
-        query = _query_model(query_string, m.OverviewQuery)
-        return cached.plan_overview(query) if isinstance(query, m.OverviewQuery) else None
-    if path == "/api/kpi/mau":
-        query = _query_model(query_string, m.MauQuery)
-        return cached.plan_mau(query) if isinstance(query, m.MauQuery) else None
-    if path == "/api/kpi/conversion":
-        query = _query_model(query_string, m.ConversionQuery)
-        return cached.plan_conversion(query) if isinstance(query, m.ConversionQuery) else None
-    if path.startswith(USER_PREFIX) and not query_string:
-        return cached.plan_user_journey(path[len(USER_PREFIX) :])
-    return None
-
-
 class CachedAnswers:
-    """Answers warm GETs under `/api/kpi/` straight from the cache."""
+    """Answers warm GETs of KPI operations straight from the cache."""
 
-    def __init__(self, app: ASGIApp, *, get_runtime: Callable[[], Runtime]) -> None:
+    def __init__(
+        self, app: ASGIApp, *, get_runtime: Callable[[], Runtime], routes: Callable[[], Sequence[OperationRoute]]
+    ) -> None:
         self.app = app
         self.get_runtime = get_runtime
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"].startswith("/api/kpi/"):
-            cached = self.get_runtime().cached
-            try:
-                plan = _plan(cached, scope["path"], scope.get("query_string", b""))
-            except KpiError:
-                plan = None  # invalid input: the route answers with the canonical problem
-            served = await cached.peek(plan) if plan is not None else None
-            if served is not None:
-                await served_response(served, cached.clock())(scope, receive, send)
-                return
+        if scope["type"] == "http" and scope["method"] == "GET":
+            found = match_operation(self.routes(), scope)
+            plan = self._plan(found, scope) if found is not None else None
+            if plan is not None:
+                cached = self.get_runtime().cached
+                served = await cached.peek(plan)
+                if served is not None:
+                    set_cache_hit(scope, True)
+                    await served_response(served, cached.clock())(scope, receive, send)
+                    return
+                set_plan(scope, plan)
         await self.app(scope, receive, send)
+
+    def _plan(self, found: tuple[AnyOperation, dict[str, Any]], scope: Scope) -> Plan[Any] | None:
+        operation, path_params = found
+        query = _query_model(scope.get("query_string", b""), operation.query, path_params)
+        if query is None:
+            return None
+        try:
+            return self.get_runtime().cached.plan(operation, query)
+        except KpiError:
+            return None  # invalid input: the route answers with the canonical problem

@@ -1,110 +1,146 @@
-"""The bearer check as pure ASGI, in front of `/api/kpi` and `/mcp`.
+"""The bearer check as pure ASGI, in front of `/api/kpi/*` (`RestGuard`) and `/mcp` (`McpGuard`).
 
-It runs before the app reads a request body, so an unauthenticated caller gets 401 (and one without the scope
-403) rather than a validation error about a body it had no right to send. It never buffers a response, so MCP's
-streamed answers pass through untouched.
+Both run `authenticate` before the app reads a request body, so an unauthenticated caller gets 401 (and one without
+the scope 403) rather than a validation error about a body it had no right to send, and both audit a denial. They
+never buffer a response, so MCP's streamed answers pass through untouched. What differs is what follows success:
+the REST guard audits the call (the operation comes from the app's routes, the cache hit from the request state);
+the MCP guard publishes the caller to the tools, which audit their own calls.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Sequence
 from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import kpi_error_response
+from api.fastpath import OperationRoute, match_operation
+from api.state import cache_hit_of, set_principal
+from server.context import publish
 from shared.audit import Transport, audit
 from shared.auth.bearer import authenticate_bearer
 from shared.auth.scopes import Principal, require_kpi_access
 from shared.errors import AuthError
 from shared.runtime import Runtime
 
+UNKNOWN_OPERATION = "unknown"
+"""The audit's operation for a path under the prefix that is no operation (answered 404 to an authorized caller)."""
+MCP_ENDPOINT_OPERATION = "mcp"
+"""The audit's operation for a denied MCP request: the guard answers before the body names a tool."""
 
-class BearerGuard:
-    """Authenticates and authorizes every HTTP request under `prefix`; puts the principal in `scope["state"]`."""
+
+async def authenticate(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    runtime: Runtime,
+    *,
+    operation: str,
+    transport: Transport,
+    resource_metadata: str | None = None,
+) -> Principal | None:
+    """The caller allowed to read KPIs, or None after answering (and auditing) the 401/403 problem."""
+    started = time.perf_counter()
+    principal: Principal | None = None
+    try:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        header = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"authorization"), None)
+        principal = await authenticate_bearer(
+            header,
+            token_in_query="access_token" in query,
+            verifier=runtime.verifier,
+            allow_anonymous=runtime.anonymous_allowed,
+        )
+        require_kpi_access(principal)
+    except AuthError as exc:
+        response = kpi_error_response(exc, instance=str(scope.get("path", "")), resource_metadata=resource_metadata)
+        await response(scope, receive, send)
+        audit(
+            subject=principal.subject if principal is not None else None,
+            operation=operation,
+            transport=transport,
+            status=exc.status,
+            latency=time.perf_counter() - started,
+            cache_hit=None,
+        )
+        return None
+    set_principal(scope, principal)
+    return principal
+
+
+class RestGuard:
+    """Guards every path under `prefix` (the KPI operations' routes, and any other path there, which then 404s or
+    405s only for an authorized caller) and writes one audit line per call."""
 
     def __init__(
         self,
         app: ASGIApp,
         *,
         get_runtime: Callable[[], Runtime],
-        prefix: str = "",
-        resource_metadata: Callable[[Runtime], str] | None = None,
-        enter: Callable[[Principal], AbstractContextManager[object]] | None = None,
-        operation_of: Callable[[str], str] | None = None,
-        transport: Transport = "rest",
+        routes: Callable[[], Sequence[OperationRoute]],
+        prefix: str,
     ) -> None:
-        """`operation_of(path)` names the operation audited per request; without it only denials are audited
-        (MCP tools audit their own calls)."""
         self.app = app
         self.get_runtime = get_runtime
+        self.routes = routes
         self.prefix = prefix
-        self.resource_metadata = resource_metadata
-        self.enter = enter
-        self.operation_of = operation_of
-        self.transport: Transport = transport
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not str(scope.get("path", "")).startswith(self.prefix):
             await self.app(scope, receive, send)
             return
-        runtime = self.get_runtime()
+        found = match_operation(self.routes(), scope, any_method=True)
+        operation = found[0].id if found is not None else UNKNOWN_OPERATION
         started = time.perf_counter()
-        path = str(scope.get("path", ""))
-        operation = self.operation_of(path) if self.operation_of else "mcp"
-        principal: Principal | None = None
-        try:
-            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-            header = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"authorization"), None)
-            principal = await authenticate_bearer(
-                header,
-                token_in_query="access_token" in query,
-                verifier=runtime.verifier,
-                allow_anonymous=runtime.anonymous_allowed,
-            )
-            require_kpi_access(principal)
-        except AuthError as exc:
-            metadata = self.resource_metadata(runtime) if self.resource_metadata else None
-            response = kpi_error_response(exc, instance=path, resource_metadata=metadata)
-            await response(scope, receive, send)
-            subject = principal.subject if principal is not None else None
-            audit(
-                subject=subject,
-                operation=operation,
-                transport=self.transport,
-                status=exc.status,
-                latency=time.perf_counter() - started,
-                cache_hit=None,
-            )
+        principal = await authenticate(scope, receive, send, self.get_runtime(), operation=operation, transport="rest")
+        if principal is None:
             return
-        assert principal is not None
-        scope.setdefault("state", {})["principal"] = principal
-        if self.operation_of is None:
-            with self.enter(principal) if self.enter else nullcontext():
-                await self.app(scope, receive, send)
-            return
-        status, cache_hit = 500, None
+        status = 500
 
         async def observe(message: Message) -> None:
-            nonlocal status, cache_hit
+            nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = dict(message.get("headers", []))
-                cache = headers.get(b"x-kpi-cache")
-                cache_hit = None if cache is None else cache == b"hit"
             await send(message)
 
         try:
-            with self.enter(principal) if self.enter else nullcontext():
-                await self.app(scope, receive, observe)
+            await self.app(scope, receive, observe)
         finally:
             audit(
                 subject=principal.subject,
                 operation=operation,
-                transport=self.transport,
+                transport="rest",
                 status=status,
                 latency=time.perf_counter() - started,
-                cache_hit=cache_hit,
+                cache_hit=cache_hit_of(scope),
             )
+
+
+class McpGuard:
+    """Guards the MCP endpoint: 401/403 with an RFC 9728 `resource_metadata` challenge; the caller is published to
+    the tools for the duration of the request."""
+
+    def __init__(self, app: ASGIApp, *, get_runtime: Callable[[], Runtime], resource_metadata: str) -> None:
+        self.app = app
+        self.get_runtime = get_runtime
+        self.resource_metadata = resource_metadata
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        principal = await authenticate(
+            scope,
+            receive,
+            send,
+            self.get_runtime(),
+            operation=MCP_ENDPOINT_OPERATION,
+            transport="mcp-http",
+            resource_metadata=self.resource_metadata,
+        )
+        if principal is None:
+            return
+        with publish(principal, "mcp-http"):
+            await self.app(scope, receive, send)

@@ -8,24 +8,27 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 import httpx2
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import add_exception_handlers
-from api.fastpath import CachedAnswers
-from api.guard import BearerGuard
+from api.fastpath import CachedAnswers, OperationRoute
+from api.guard import RestGuard
 from api.limits import BodyLimit
+from api.mcp import mount_mcp
 from api.openapi import Problem
-from api.routes import health, kpi
-from server.http import mount_mcp
+from api.routes import health
+from api.routes.kpi import PREFIX, build_router
 from server.tools import build_mcp
 from shared.auth.allowlist import resolve_allowlist
+from shared.operations import OPERATIONS, AnyOperation
 from shared.runtime import Runtime, open_runtime, sandbox_upstreams
 from shared.settings import Settings, get_settings
 
@@ -65,14 +68,16 @@ def create_app(
     transport: httpx2.AsyncBaseTransport | None = None,
     clock: Callable[[], datetime] | None = None,
     on_ready: Callable[[Settings], None] | None = None,
+    operations: Sequence[AnyOperation] = OPERATIONS,
 ) -> FastAPI:
-    """Build the app. `transport` and `clock` are for tests; `on_ready` runs once the runtime is open."""
+    """Build the app serving `operations` (the registry). `transport` and `clock` are for tests; `on_ready` runs
+    once the runtime is open."""
     settings = settings or get_settings()
     if settings.KPI_NO_AUTH and not settings.KPI_SANDBOX:
         raise ValueError("KPI_NO_AUTH is only allowed together with KPI_SANDBOX: production never runs open.")
     if settings.KPI_SANDBOX:
         settings = with_ephemeral_secret(settings)
-    allowed = resolve_allowlist(settings.MCP_ALLOWED_OPERATIONS)
+    allowed = resolve_allowlist(settings.MCP_ALLOWED_OPERATIONS, operations)
 
     def get_runtime() -> Runtime:
         runtime: Runtime = app.state.runtime
@@ -107,30 +112,22 @@ def create_app(
     )
     add_exception_handlers(app)
     app.include_router(health.router)
-    app.include_router(kpi.router)
+    kpi_router = build_router(operations)
+    app.include_router(kpi_router)
     _register_problem_schema(app)
     mount_mcp(app, mcp, settings, get_runtime)
-    app.add_middleware(CachedAnswers, get_runtime=get_runtime)
+    by_id = {operation.id: operation for operation in operations}
+    routes: list[OperationRoute] = [
+        (route, by_id[route.operation_id])
+        for route in kpi_router.routes
+        if isinstance(route, APIRoute) and route.operation_id in by_id
+    ]
+    app.add_middleware(CachedAnswers, get_runtime=get_runtime, routes=lambda: routes)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
-    app.add_middleware(BearerGuard, get_runtime=get_runtime, prefix="/api/kpi/", operation_of=rest_operation)
+    app.add_middleware(RestGuard, get_runtime=get_runtime, routes=lambda: routes, prefix=PREFIX + "/")
     if settings.KPI_SANDBOX:
         app.add_middleware(DataSourceHeader)
     return app
-
-
-REST_OPERATIONS = {
-    "/api/kpi/overview": "kpi_overview",
-    "/api/kpi/mau": "kpi_mau",
-    "/api/kpi/conversion": "kpi_conversion",
-    "/api/kpi/refund-analysis": "kpi_refund_analysis",
-}
-
-
-def rest_operation(path: str) -> str:
-    """The operation id a REST path serves, for the audit trail."""
-    if path.startswith("/api/kpi/user/"):
-        return "kpi_user_journey"
-    return REST_OPERATIONS.get(path.rstrip("/"), "unknown")
 
 
 BEARER_HELP = "A JWT with the `kpi:read` scope, or role `admin` or `exec` (`loop-kpi token --sub NAME`)."
@@ -151,7 +148,7 @@ def _register_problem_schema(app: FastAPI) -> None:
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": BEARER_HELP}
             }
             for path, operations in schema.get("paths", {}).items():
-                if path.startswith("/api/kpi/"):
+                if path.startswith(PREFIX + "/"):
                     for operation in operations.values():
                         operation["security"] = [{"bearer": []}]
             app.openapi_schema = schema

@@ -38,6 +38,7 @@ from server.tools import build_mcp
 from shared.auth.scopes import Principal
 from shared.auth.tokens import mint_token
 from shared.models import kpi as m
+from shared.operations import OVERVIEW, REFUND_ANALYSIS
 from shared.runtime import Runtime, open_runtime, sandbox_settings
 from shared.sandbox import FaultSpec, SandboxServer, SandboxState
 from shared.settings import Settings
@@ -344,7 +345,7 @@ async def cold_fanout(settings: Settings, state: SandboxState) -> list[Row]:
 
         async def ask() -> None:
             try:
-                await runtime.cached.overview(m.OverviewQuery())
+                await runtime.cached.answer(OVERVIEW, m.OverviewQuery())
             except Exception as exc:  # noqa: BLE001 - counted and reported
                 errors.append(exc)
 
@@ -368,7 +369,7 @@ async def cold_fanout(settings: Settings, state: SandboxState) -> list[Row]:
     state.inject("revenuecat.overview", FaultSpec(latency=0.3))
     async with open_runtime(settings, data_source="sandbox") as runtime:
         started = time.perf_counter()
-        await runtime.cached.overview(m.OverviewQuery())
+        await runtime.cached.answer(OVERVIEW, m.OverviewQuery())
         cold = time.perf_counter() - started
     rows.append(
         Row(
@@ -392,7 +393,7 @@ async def refunds_for_100_users(settings: Settings, state: SandboxState) -> list
     query = m.RefundAnalysisQuery(start_date=end - timedelta(days=89), end_date=end, user_ids=users)
     async with open_runtime(settings, data_source="sandbox") as runtime:
         started = time.perf_counter()
-        served = await runtime.cached.refund_analysis(query)
+        served = await runtime.cached.answer(REFUND_ANALYSIS, query)
         elapsed = time.perf_counter() - started
     calls = sum(
         state.counts.get(e, 0) for e in ("revenuecat.customer", "revenuecat.purchases", "revenuecat.subscriptions")

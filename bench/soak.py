@@ -38,6 +38,7 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from shared import operations
 from shared.auth.tokens import mint_token
 from shared.sandbox import (
     SANDBOX_AMPLITUDE_API_KEY,
@@ -51,7 +52,7 @@ from shared.sandbox import (
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "soak-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 Face = Literal["rest", "mcp"]
-OPERATIONS = ("kpi_overview", "kpi_mau", "kpi_conversion", "kpi_user_journey", "kpi_refund_analysis")
+OPERATIONS = operations.operation_ids()
 STEPS = ("Sign Up", "View Paywall", "Start Trial", "Subscribe")
 
 # The service's own upstream budgets would turn most cold requests into fast 503s after a minute; the soak is about
@@ -235,12 +236,7 @@ def arguments(operation: str, rng: random.Random, today: date, users: list[str])
 
 
 def rest_request(operation: str, args: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
-    if operation == "kpi_user_journey":
-        return "GET", f"/api/kpi/user/{args['user_id']}", {}
-    if operation == "kpi_refund_analysis":
-        return "POST", "/api/kpi/refund-analysis", {"json": dict(args)}
-    path = {"kpi_overview": "overview", "kpi_mau": "mau", "kpi_conversion": "conversion"}[operation]
-    return "GET", f"/api/kpi/{path}", {"params": dict(args)}
+    return operations.rest_request(operations.by_id(operation), args)
 
 
 def is_partial(content: dict[str, Any] | None) -> bool:

@@ -5,18 +5,30 @@ checker of `shared.auth`."""
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
+from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Literal
 
 from mcp.server.mcpserver.exceptions import ToolError
 
+from shared.audit import Transport
 from shared.auth.scopes import Principal, require_kpi_access
 from shared.errors import InsufficientScopeError
 
-Transport = Literal["mcp-http", "mcp-stdio", "mcp-memory"]
-
 current_principal: ContextVar[Principal | None] = ContextVar("loop_kpi_principal", default=None)
 current_transport: ContextVar[Transport] = ContextVar("loop_kpi_transport", default="mcp-memory")
+
+
+@contextmanager
+def publish(principal: Principal, transport: Transport) -> Generator[None]:
+    """Make a caller visible to the tools for as long as the context lasts (one HTTP request, say)."""
+    principal_token = current_principal.set(principal)
+    transport_token = current_transport.set(transport)
+    try:
+        yield
+    finally:
+        current_transport.reset(transport_token)
+        current_principal.reset(principal_token)
 
 
 class AccessDeniedError(ToolError):

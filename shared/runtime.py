@@ -22,7 +22,8 @@ from shared.clients.amplitude import AmplitudeClient
 from shared.clients.revenuecat import RevenueCatClient
 from shared.errors import KpiError, Source
 from shared.models.kpi import DataSource
-from shared.services.cached import CachedKpiService, CacheTtl
+from shared.operations import CacheTtl
+from shared.services.cached import CachedKpiService
 from shared.services.kpi import KpiService
 from shared.settings import Settings
 from shared.shared_state import RedisLink, SharedCache, SharedLocks, SharedWindowStore
@@ -127,6 +128,114 @@ def sandbox_upstreams(settings: Settings) -> Generator[Settings]:
         yield sandbox_settings(settings, server.base_url)
 
 
+def _window_factory(store: WindowStore | None) -> Callable[[float, float, Source, str], WindowLimiter]:
+    def window(capacity: float, seconds: float, source: Source, name: str) -> WindowLimiter:
+        return WindowLimiter(capacity, seconds, source=source, name=name, store=store)
+
+    return window
+
+
+def _upstream_http(settings: Settings, http: httpx2.AsyncClient, source: Source) -> UpstreamHttp:
+    return UpstreamHttp(
+        http,
+        source=source,
+        deadline=settings.KPI_UPSTREAM_TIMEOUT,
+        retries=settings.KPI_UPSTREAM_RETRIES,
+        max_retry_wait=settings.KPI_RETRY_MAX_WAIT,
+    )
+
+
+async def _open_amplitude(
+    settings: Settings,
+    stack: AsyncExitStack,
+    transport: httpx2.AsyncBaseTransport | None,
+    window: Callable[[float, float, Source, str], WindowLimiter],
+) -> AmplitudeClient | None:
+    """The Amplitude client with its budgets: dashboard queries (concurrency, cost per 5 min and per hour) and
+    user lookups (concurrency, queries per hour); None when its keys are not set."""
+    if not settings.amplitude_configured:
+        return None
+    http = await stack.enter_async_context(
+        new_async_client(
+            settings.AMPLITUDE_BASE_URL,
+            auth=httpx2.BasicAuth(*settings.amplitude_credentials()),
+            transport=transport,
+            timeout=settings.KPI_UPSTREAM_TIMEOUT,
+            connect_timeout=settings.KPI_UPSTREAM_CONNECT_TIMEOUT,
+        )
+    )
+    return AmplitudeClient(
+        _upstream_http(settings, http, "amplitude"),
+        dashboard=Gate(
+            anyio.CapacityLimiter(settings.KPI_AMPLITUDE_CONCURRENCY),
+            (
+                window(settings.KPI_AMPLITUDE_COST_PER_5MIN, 300, "amplitude", "query cost"),
+                window(settings.KPI_AMPLITUDE_COST_PER_HOUR, 3600, "amplitude", "query cost"),
+            ),
+        ),
+        user_lookup=Gate(
+            anyio.CapacityLimiter(settings.KPI_AMPLITUDE_USER_CONCURRENCY),
+            (window(settings.KPI_AMPLITUDE_USER_QUERIES_PER_HOUR, 3600, "amplitude", "user lookup"),),
+        ),
+    )
+
+
+async def _open_revenuecat(
+    settings: Settings,
+    stack: AsyncExitStack,
+    transport: httpx2.AsyncBaseTransport | None,
+    window: Callable[[float, float, Source, str], WindowLimiter],
+) -> RevenueCatClient | None:
+    """The RevenueCat client with its per-domain request windows under one concurrency limit; None when its key
+    or project is not set."""
+    if not settings.revenuecat_configured:
+        return None
+    http = await stack.enter_async_context(
+        new_async_client(
+            settings.REVENUECAT_BASE_URL,
+            headers={"Authorization": f"Bearer {settings.revenuecat_key()}"},
+            transport=transport,
+            timeout=settings.KPI_UPSTREAM_TIMEOUT,
+            connect_timeout=settings.KPI_UPSTREAM_CONNECT_TIMEOUT,
+        )
+    )
+    limiter = anyio.CapacityLimiter(settings.KPI_REVENUECAT_CONCURRENCY)
+    return RevenueCatClient(
+        _upstream_http(settings, http, "revenuecat"),
+        (settings.REVENUECAT_PROJECT_ID or "").strip(),
+        gates={
+            "charts_metrics": Gate(limiter, (window(settings.KPI_REVENUECAT_CHARTS_RPM, 60, "revenuecat", "charts"),)),
+            "customer_information": Gate(
+                limiter, (window(settings.KPI_REVENUECAT_CUSTOMERS_RPM, 60, "revenuecat", "customers"),)
+            ),
+        },
+    )
+
+
+async def _open_verifier(settings: Settings, stack: AsyncExitStack) -> TokenVerifier:
+    """The token verifier, with its own HTTP client for the JWKS when one is configured."""
+    jwks_http = None
+    if (settings.KPI_JWKS_URL or "").strip():
+        jwks_http = await stack.enter_async_context(
+            httpx2.AsyncClient(
+                timeout=httpx2.Timeout(settings.KPI_UPSTREAM_TIMEOUT, connect=settings.KPI_UPSTREAM_CONNECT_TIMEOUT)
+            )
+        )
+    return await stack.enter_async_context(TokenVerifier(settings, http_client=jwks_http))
+
+
+def _cache_ttl(settings: Settings) -> CacheTtl:
+    return CacheTtl(
+        overview=settings.KPI_CACHE_TTL_OVERVIEW,
+        mau_current=settings.KPI_CACHE_TTL_MAU_CURRENT,
+        mau_closed=settings.KPI_CACHE_TTL_CLOSED,
+        conversion=settings.KPI_CACHE_TTL_CONVERSION,
+        journey=settings.KPI_CACHE_TTL_JOURNEY,
+        refunds=settings.KPI_CACHE_TTL_REFUNDS,
+        partial=settings.KPI_CACHE_TTL_PARTIAL,
+    )
+
+
 @asynccontextmanager
 async def open_runtime(
     settings: Settings,
@@ -138,80 +247,19 @@ async def open_runtime(
 ) -> AsyncGenerator[Runtime]:
     """Open one HTTP client per configured upstream, build the service, and close everything on exit."""
     async with AsyncExitStack() as stack:
-        amplitude = revenuecat = None
-        deadline = settings.KPI_UPSTREAM_TIMEOUT
         link: RedisLink | None = None
         store: WindowStore | None = None
         if settings.KPI_REDIS_URL is not None and settings.KPI_REDIS_URL.get_secret_value().strip():
             link = RedisLink(settings.KPI_REDIS_URL.get_secret_value().strip(), prefix=f"loop-kpi:{data_source}")
             stack.push_async_callback(link.aclose)
             store = SharedWindowStore(link, fallback_share=settings.KPI_REDIS_FALLBACK_SHARE)
-
-        def window(capacity: float, seconds: float, source: Source, name: str) -> WindowLimiter:
-            return WindowLimiter(capacity, seconds, source=source, name=name, store=store)
+        window = _window_factory(store)
 
         tasks = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(tasks.cancel_scope.cancel)  # runs first on exit: stop computations nobody awaits
 
-        def upstream_http(http: httpx2.AsyncClient, source: Source) -> UpstreamHttp:
-            return UpstreamHttp(
-                http,
-                source=source,
-                deadline=deadline,
-                retries=settings.KPI_UPSTREAM_RETRIES,
-                max_retry_wait=settings.KPI_RETRY_MAX_WAIT,
-            )
-
-        if settings.amplitude_configured:
-            http = await stack.enter_async_context(
-                new_async_client(
-                    settings.AMPLITUDE_BASE_URL,
-                    auth=httpx2.BasicAuth(*settings.amplitude_credentials()),
-                    transport=transport,
-                    timeout=settings.KPI_UPSTREAM_TIMEOUT,
-                    connect_timeout=settings.KPI_UPSTREAM_CONNECT_TIMEOUT,
-                )
-            )
-            amplitude = AmplitudeClient(
-                upstream_http(http, "amplitude"),
-                dashboard=Gate(
-                    anyio.CapacityLimiter(settings.KPI_AMPLITUDE_CONCURRENCY),
-                    (
-                        window(settings.KPI_AMPLITUDE_COST_PER_5MIN, 300, "amplitude", "query cost"),
-                        window(settings.KPI_AMPLITUDE_COST_PER_HOUR, 3600, "amplitude", "query cost"),
-                    ),
-                ),
-                user_lookup=Gate(
-                    anyio.CapacityLimiter(settings.KPI_AMPLITUDE_USER_CONCURRENCY),
-                    (window(settings.KPI_AMPLITUDE_USER_QUERIES_PER_HOUR, 3600, "amplitude", "user lookup"),),
-                ),
-            )
-        if settings.revenuecat_configured:
-            http = await stack.enter_async_context(
-                new_async_client(
-                    settings.REVENUECAT_BASE_URL,
-                    headers={"Authorization": f"Bearer {settings.revenuecat_key()}"},
-                    transport=transport,
-                    timeout=settings.KPI_UPSTREAM_TIMEOUT,
-                    connect_timeout=settings.KPI_UPSTREAM_CONNECT_TIMEOUT,
-                )
-            )
-            project = (settings.REVENUECAT_PROJECT_ID or "").strip()
-            limiter = anyio.CapacityLimiter(settings.KPI_REVENUECAT_CONCURRENCY)
-            revenuecat = RevenueCatClient(
-                upstream_http(http, "revenuecat"),
-                project,
-                gates={
-                    "charts_metrics": Gate(
-                        limiter,
-                        (window(settings.KPI_REVENUECAT_CHARTS_RPM, 60, "revenuecat", "charts"),),
-                    ),
-                    "customer_information": Gate(
-                        limiter,
-                        (window(settings.KPI_REVENUECAT_CUSTOMERS_RPM, 60, "revenuecat", "customers"),),
-                    ),
-                },
-            )
+        amplitude = await _open_amplitude(settings, stack, transport, window)
+        revenuecat = await _open_revenuecat(settings, stack, transport, window)
         kpi = KpiService(
             amplitude,
             revenuecat,
@@ -220,7 +268,7 @@ async def open_runtime(
             activity_limit=settings.KPI_USER_ACTIVITY_LIMIT,
             **({"clock": clock} if clock is not None else {}),
         )
-        verifier = await stack.enter_async_context(TokenVerifier(settings))
+        verifier = await _open_verifier(settings, stack)
         if cache is None:  # not `cache or ...`: an empty cache is falsy
             cache = MemoryCache(max_entries=settings.KPI_CACHE_MAX_ENTRIES, max_bytes=settings.KPI_CACHE_MAX_BYTES)
             if link is not None:
@@ -229,15 +277,7 @@ async def open_runtime(
             kpi,
             cache,
             tasks,
-            ttl=CacheTtl(
-                overview=settings.KPI_CACHE_TTL_OVERVIEW,
-                mau_current=settings.KPI_CACHE_TTL_MAU_CURRENT,
-                mau_closed=settings.KPI_CACHE_TTL_CLOSED,
-                conversion=settings.KPI_CACHE_TTL_CONVERSION,
-                journey=settings.KPI_CACHE_TTL_JOURNEY,
-                refunds=settings.KPI_CACHE_TTL_REFUNDS,
-                partial=settings.KPI_CACHE_TTL_PARTIAL,
-            ),
+            ttl=_cache_ttl(settings),
             deadline=settings.KPI_REQUEST_DEADLINE,
             locks=SharedLocks(link) if link is not None else None,
         )

@@ -1,16 +1,27 @@
-"""`/api/kpi/*`: the five KPI operations. Each route checks the caller, calls one service method, returns its model."""
+"""`/api/kpi/*`: one route per operation of the registry (`shared.operations`), built from its declaration.
+
+Each route checks the caller, takes the plan the fast path already made for this request (or plans it: the query
+resolved and validated once), and sends the served result's pre-serialized bytes. GET operations read their query
+model from the query string (or the path, for fields named in it); POST operations from the JSON body.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Any, get_type_hints
 
-from fastapi import APIRouter, Body, Path, Query, Response
+from fastapi import APIRouter, Body, Path, Query, Request, Response
 from starlette.convertors import Convertor, register_url_convertor
 
-from api.deps import KpiReader, KpiServiceDep
+from api.deps import KpiReader, get_runtime
 from api.fastpath import served_response
 from api.openapi import problem_responses
-from shared.models import kpi as m
+from api.state import set_cache_hit, take_plan
+from shared.operations import OPERATIONS, REST_PREFIX, AnyOperation
+
+PREFIX = REST_PREFIX
 
 
 class _AnyConvertor(Convertor[str]):
@@ -27,90 +38,69 @@ class _AnyConvertor(Convertor[str]):
 
 
 register_url_convertor("any", _AnyConvertor())
-router = APIRouter(prefix="/api/kpi", tags=["kpi"])
-_ALL_UPSTREAM: dict[int | str, dict[str, Any]] = problem_responses(401, 403, 422, 502, 503, 504)
 
 
-@router.get(
-    "/overview",
-    operation_id="kpi_overview",
-    response_model=m.OverviewResult,
-    responses=_ALL_UPSTREAM,
-    summary="Company KPI overview",
-)
-async def read_overview(_: KpiReader, kpi: KpiServiceDep, query: Annotated[m.OverviewQuery, Query()]) -> Response:
-    """DAU, month-to-date MAU and new users (Amplitude) with MRR, 28-day revenue, active subscriptions and trials,
-    new customers and active users (RevenueCat). If one source fails transiently the other's figures are still
-    returned, marked `partial`, with that source's error in `sources`."""
-    return served_response(await kpi.overview(query), kpi.clock())
+def path_fields(operation: AnyOperation) -> tuple[str, ...]:
+    """The query-model fields an operation takes from its path (`{name}` segments)."""
+    return tuple(re.findall(r"{(\w+)}", operation.path))
 
 
-@router.get(
-    "/mau",
-    operation_id="kpi_mau",
-    response_model=m.MauResult,
-    responses=problem_responses(401, 403, 422, 502, 503, 504),
-    summary="Monthly active users",
-)
-async def read_mau(_: KpiReader, kpi: KpiServiceDep, query: Annotated[m.MauQuery, Query()]) -> Response:
-    """Monthly active users (Amplitude) per calendar month with month-over-month change; the current month is
-    marked `partial`. Default range: the last six months including the current one."""
-    return served_response(await kpi.mau(query), kpi.clock())
+def _route_path(operation: AnyOperation) -> str:
+    return re.sub(r"{(\w+)}", r"{\1:any}", operation.path)
 
 
-@router.get(
-    "/conversion",
-    operation_id="kpi_conversion",
-    response_model=m.ConversionResult,
-    responses=problem_responses(401, 403, 422, 502, 503, 504),
-    summary="Funnel conversion",
-)
-async def read_conversion(_: KpiReader, kpi: KpiServiceDep, query: Annotated[m.ConversionQuery, Query()]) -> Response:
-    """An Amplitude funnel over event steps (repeat `steps` once per step, in order): users per step, step and
-    cumulative conversion, median times; plus RevenueCat's trial conversion for the same range when configured."""
-    return served_response(await kpi.conversion(query), kpi.clock())
+def _parameters(operation: AnyOperation) -> list[inspect.Parameter]:
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    parameters = [
+        inspect.Parameter("request", keyword, annotation=Request),
+        inspect.Parameter("reader", keyword, annotation=KpiReader),
+    ]
+    in_path = path_fields(operation)
+    if in_path:
+        hints = get_type_hints(operation.query, include_extras=True)
+        parameters += [inspect.Parameter(name, keyword, annotation=Annotated[hints[name], Path()]) for name in in_path]
+    elif operation.method == "GET":
+        parameters.append(inspect.Parameter("query", keyword, annotation=Annotated[operation.query, Query()]))
+    else:
+        examples = dict(operation.examples) or None
+        body = Annotated[operation.query, Body(openapi_examples=examples)]
+        parameters.append(inspect.Parameter("query", keyword, annotation=body))
+    return parameters
 
 
-@router.get(
-    "/user/{user_id:any}",
-    operation_id="kpi_user_journey",
-    response_model=m.JourneyResult,
-    responses=problem_responses(401, 403, 404, 422, 502, 503, 504),
-    summary="One user's journey",
-)
-async def read_user_journey(_: KpiReader, kpi: KpiServiceDep, user_id: Annotated[m.UserId, Path()]) -> Response:
-    """One user's Amplitude events and RevenueCat subscriptions, renewals, purchases and refunds as one timeline,
-    oldest first. 404 when neither source knows the user."""
-    return served_response(await kpi.user_journey(user_id), kpi.clock())
+def _endpoint(operation: AnyOperation) -> Callable[..., Awaitable[Response]]:
+    in_path = path_fields(operation)
+
+    async def endpoint(**values: Any) -> Response:
+        request: Request = values["request"]
+        cached = get_runtime(request).cached
+        plan = take_plan(request.scope, operation.id)
+        if plan is None:
+            query = operation.query.model_validate({name: values[name] for name in in_path}) if in_path else None
+            plan = cached.plan(operation, query if query is not None else values["query"])
+        served = await cached.serve(plan)
+        set_cache_hit(request.scope, served.hit)
+        return served_response(served, cached.clock())
+
+    endpoint.__signature__ = inspect.Signature(_parameters(operation), return_annotation=Response)
+    endpoint.__name__ = operation.id
+    endpoint.__doc__ = operation.description
+    return endpoint
 
 
-@router.post(
-    "/refund-analysis",
-    operation_id="kpi_refund_analysis",
-    response_model=m.RefundAnalysisResult,
-    responses=problem_responses(401, 403, 413, 422, 502, 503, 504),
-    summary="Refund analysis",
-)
-async def analyze_refunds(
-    _: KpiReader,
-    kpi: KpiServiceDep,
-    query: Annotated[
-        m.RefundAnalysisQuery,
-        Body(
-            openapi_examples={
-                "by month": {
-                    "summary": "Monthly refund rate for a quarter, with two customers",
-                    "value": {
-                        "start_date": "2026-07-01",
-                        "end_date": "2026-09-30",
-                        "resolution": "month",
-                        "user_ids": ["user_00042", "user_00043"],
-                    },
-                }
-            }
-        ),
-    ],
-) -> Response:
-    """RevenueCat refund rate and revenue per period over a date range (refunds count in the original
-    transaction's period), summary totals, and refunded purchases of up to 100 given customers."""
-    return served_response(await kpi.refund_analysis(query), kpi.clock())
+def build_router(operations: Sequence[AnyOperation] = OPERATIONS) -> APIRouter:
+    """A router with one route per operation, its OpenAPI operation id, models and documented problems."""
+    router = APIRouter(prefix=PREFIX, tags=["kpi"])
+    for operation in operations:
+        router.add_api_route(
+            _route_path(operation),
+            _endpoint(operation),
+            methods=[operation.method],
+            operation_id=operation.id,
+            name=operation.id,
+            response_model=operation.result,
+            responses=problem_responses(*operation.errors),
+            summary=operation.title,
+            description=operation.description,
+        )
+    return router

@@ -1,11 +1,10 @@
 """Caller authentication and authorisation, shared by the REST and MCP faces (no web-framework code here)."""
 
-from shared.auth.allowlist import OPERATIONS, UnknownOperationError, resolve_allowlist
+from shared.auth.allowlist import UnknownOperationError, resolve_allowlist
 from shared.auth.scopes import (
     KPI_READ,
     PRIVILEGED_ROLES,
     Principal,
-    effective_scopes,
     has_kpi_access,
     require_kpi_access,
 )
@@ -23,12 +22,10 @@ __all__ = [
     "KPI_READ",
     "MAX_TOKEN_LENGTH",
     "MIN_SECRET_LENGTH",
-    "OPERATIONS",
     "PRIVILEGED_ROLES",
     "Principal",
     "TokenVerifier",
     "UnknownOperationError",
-    "effective_scopes",
     "has_kpi_access",
     "mint_token",
     "parse_authorization_header",

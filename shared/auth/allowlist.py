@@ -9,16 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["OPERATIONS", "UnknownOperationError", "resolve_allowlist"]
+from shared.operations import OPERATIONS, AnyOperation
 
-OPERATIONS: tuple[str, ...] = (
-    "kpi_overview",
-    "kpi_mau",
-    "kpi_conversion",
-    "kpi_user_journey",
-    "kpi_refund_analysis",
-)
-
+__all__ = ["UnknownOperationError", "resolve_allowlist"]
 
 NONE = "none"
 
@@ -27,23 +20,26 @@ class UnknownOperationError(ValueError):
     """An allowlist entry that names no KPI operation."""
 
 
-def resolve_allowlist(entries: Sequence[str] | None) -> tuple[str, ...]:
-    """The allowed operations, in `OPERATIONS` order; None allows all; an empty sequence, or the single entry
-    `none` (an empty environment variable reads as unset), allows none."""
+def resolve_allowlist(
+    entries: Sequence[str] | None, operations: Sequence[AnyOperation] = OPERATIONS
+) -> tuple[AnyOperation, ...]:
+    """The allowed operations of the registry, in its order; None allows all; an empty sequence, or the single
+    entry `none` (an empty environment variable reads as unset), allows none."""
     if entries is None:
-        return OPERATIONS
+        return tuple(operations)
     if isinstance(entries, str):
         raise TypeError("resolve_allowlist takes a sequence of operation names, not a single string")
     if [entry.strip().lower() for entry in entries] == [NONE]:
         return ()
-    valid = ", ".join(OPERATIONS)
+    known = [operation.id for operation in operations]
+    valid = ", ".join(known)
     wanted: set[str] = set()
     for entry in entries:
         name = entry.strip()
-        if name not in OPERATIONS:
+        if name not in known:
             shown = repr(name[:64]) if name else "an empty name"
             raise UnknownOperationError(
                 f"MCP_ALLOWED_OPERATIONS lists {shown}, which is not a KPI operation; valid names are: {valid}."
             )
         wanted.add(name)
-    return tuple(name for name in OPERATIONS if name in wanted)
+    return tuple(operation for operation in operations if operation.id in wanted)

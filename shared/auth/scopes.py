@@ -1,8 +1,7 @@
 """The one scope policy of the KPI service: who may read KPIs, on either face.
 
 A caller may read KPIs with the `kpi:read` scope, or with one of the privileged roles (`admin`, `exec`), which imply
-it. Both faces call `require_kpi_access`; the MCP face also hands `effective_scopes` to the SDK, whose
-`required_scopes` check can only AND scopes together and knows nothing about roles.
+it. Every face calls `require_kpi_access`: the HTTP bearer guard (REST and MCP over HTTP) and the MCP tools.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ __all__ = [
     "KPI_READ",
     "PRIVILEGED_ROLES",
     "Principal",
-    "effective_scopes",
     "has_kpi_access",
     "require_kpi_access",
 ]
@@ -54,10 +52,3 @@ def require_kpi_access(principal: Principal) -> None:
         f"This operation requires the '{KPI_READ}' scope (the {roles} role also grants it).",
         required_scope=KPI_READ,
     )
-
-
-def effective_scopes(principal: Principal) -> frozenset[str]:
-    """The principal's scopes, plus `kpi:read` when it holds a privileged role."""
-    if PRIVILEGED_ROLES.isdisjoint(principal.roles):
-        return principal.scopes
-    return principal.scopes | {KPI_READ}

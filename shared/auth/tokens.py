@@ -63,11 +63,12 @@ class TokenVerifier:
         settings: Settings,
         *,
         http_client: httpx2.AsyncClient | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
         jwks_refetch_interval: float = 30.0,
         jwks_max_age: float = 3600.0,
     ) -> None:
-        """Build from settings; `http_client` (for the JWKS) and `clock` (for its rate limit) are injectable."""
+        """Build from settings; `http_client` (for the JWKS) and `clock` (unix seconds: remembered tokens, the JWKS
+        refresh rate limit) are injectable."""
         secret = settings.KPI_JWT_SECRET.get_secret_value().strip() if settings.KPI_JWT_SECRET else ""
         if secret and len(secret.encode()) < MIN_SECRET_LENGTH:
             raise ValueError(f"KPI_JWT_SECRET must be at least {MIN_SECRET_LENGTH} bytes long for HS256.")
@@ -104,7 +105,7 @@ class TokenVerifier:
         A token that verified is remembered until it expires (at most `VERIFIED_TTL` seconds, bounded in number),
         so a caller's repeated requests do not pay for signature checks again.
         """
-        now = time.time()
+        now = self._clock()
         remembered = self._verified.get(token)
         if remembered is not None:
             principal, valid_until = remembered

@@ -75,7 +75,7 @@ class ResultMeta(_Model):
 
 
 class OverviewQuery(_Model):
-    as_of: date | None = Field(default=None, description="Day the overview is for (UTC); default today.")
+    as_of: date | None = Field(default=None, description="Day the overview is for (YYYY-MM-DD, UTC); default today.")
 
 
 class AmplitudeOverview(_Model):
@@ -111,9 +111,11 @@ class OverviewResult(ResultMeta):
 
 class MauQuery(_Model):
     start_month: date | None = Field(
-        default=None, description="First month (any day in it); default five months before `end_month`."
+        default=None, description="First month, as any day in it (YYYY-MM-DD); default five months before `end_month`."
     )
-    end_month: date | None = Field(default=None, description="Last month (any day in it); default the current month.")
+    end_month: date | None = Field(
+        default=None, description="Last month, as any day in it (YYYY-MM-DD); default the current month."
+    )
 
 
 class MauMonth(_Model):
@@ -139,8 +141,10 @@ class ConversionQuery(_Model):
         description="Funnel steps in order (2-10 event types); default the configured KPI_CONVERSION_STEPS.",
         max_length=MAX_FUNNEL_STEPS,
     )
-    start_date: date | None = Field(default=None, description="First day (inclusive); default 29 days before end_date.")
-    end_date: date | None = Field(default=None, description="Last day (inclusive); default today.")
+    start_date: date | None = Field(
+        default=None, description="First day (YYYY-MM-DD, inclusive); default 29 days before end_date."
+    )
+    end_date: date | None = Field(default=None, description="Last day (YYYY-MM-DD, inclusive); default today.")
     conversion_window_days: int = Field(default=30, ge=1, le=90, description="Days a user has to finish the funnel.")
     mode: FunnelMode = Field(default="ordered", description="Amplitude funnel mode.")
 
@@ -174,6 +178,10 @@ class ConversionResult(ResultMeta):
 
 
 # ---------------------------------------------------------------------------------------------- user journey
+
+
+class UserJourneyQuery(_Model):
+    user_id: UserId
 
 
 TimelineKind = Literal[
@@ -243,8 +251,8 @@ class JourneyResult(ResultMeta):
 
 
 class RefundAnalysisQuery(_Model):
-    start_date: date = Field(description="First day (inclusive).")
-    end_date: date = Field(description="Last day (inclusive); not in the future.")
+    start_date: date = Field(description="First day (YYYY-MM-DD, inclusive).")
+    end_date: date = Field(description="Last day (YYYY-MM-DD, inclusive); not in the future.")
     resolution: Resolution = Field(default="month", description="Period size.")
     segment: str | None = Field(
         default=None,

@@ -1,7 +1,7 @@
 """The KPI service as the faces see it: cached results and single-flight in front of `KpiService`.
 
-Each operation first resolves its query (defaults made concrete, input validated), so `mau()` and
-`mau(end_month=<this month>)` share one cache entry. A miss starts one computation per key, in the runtime's task
+A request is first planned: its query resolved (defaults made concrete, input validated) by the operation's
+declaration (`shared.operations`), so `mau()` and `mau(end_month=<this month>)` share one cache entry. A miss starts one computation per key, in the runtime's task
 group so that a caller who goes away does not cancel it for the others; every concurrent caller of that key waits
 for the same result. Results are stored as JSON bytes, which the REST face sends as they are.
 """
@@ -20,8 +20,10 @@ from pydantic import BaseModel
 from shared.cache import CacheBackend, CacheEntry
 from shared.errors import DeadlineExceededError
 from shared.models import kpi as m
+from shared.operations import CacheTtl, Operation
 from shared.services.kpi import KpiService
 
+QueryT = TypeVar("QueryT", bound=BaseModel)
 ResultT = TypeVar("ResultT", bound=m.ResultMeta)
 CACHE_VERSION = "v1"
 PEER_POLL_INTERVAL = 0.02
@@ -35,19 +37,6 @@ class Locks(Protocol):
     async def held(self, key: str) -> bool: ...
 
     async def release(self, key: str, token: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class CacheTtl:
-    """Seconds each kind of result stays fresh; 0 disables caching of that kind."""
-
-    overview: float = 300
-    mau_current: float = 900
-    mau_closed: float = 6 * 3600
-    conversion: float = 600
-    journey: float = 60
-    refunds: float = 900
-    partial: float = 30
 
 
 @dataclass
@@ -76,8 +65,9 @@ class Served(Generic[ResultT]):
 
 @dataclass(frozen=True)
 class Plan(Generic[ResultT]):
-    """How one request is answered: its cache key, result model, freshness, and the computation on a miss."""
+    """How one request is answered: its operation, cache key, result model, freshness, and the computation."""
 
+    operation_id: str
     key: str
     model: type[ResultT]
     ttl: float
@@ -92,7 +82,7 @@ class _Flight:
 
 
 class CachedKpiService:
-    """Cache + single-flight over `KpiService`; the methods mirror it and return `Served` results."""
+    """Cache + single-flight over `KpiService`: every operation is answered through `answer` (or `plan` + `serve`)."""
 
     def __init__(
         self,
@@ -117,63 +107,29 @@ class CachedKpiService:
         self.computations = 0
         self.locks = locks
 
-    # Plans: what a request will be answered from (its key, freshness and computation), without running it.
+    def plan(self, operation: Operation[QueryT, ResultT], query: QueryT) -> Plan[ResultT]:
+        """What a request will be answered from (its resolved query, cache key, freshness), without running it.
 
-    def plan_overview(self, query: m.OverviewQuery) -> Plan[m.OverviewResult]:
-        query = self.kpi.resolve_overview(query)
-        ttl = self.ttl.overview if query.as_of == self.kpi.today() else self.ttl.mau_closed
-        return Plan(self.key("overview", query), m.OverviewResult, ttl, lambda: self.kpi.overview(query))
-
-    def plan_mau(self, query: m.MauQuery) -> Plan[m.MauResult]:
-        query = self.kpi.resolve_mau(query)
-        current = self.kpi.today().replace(day=1)
-        ttl = self.ttl.mau_current if query.end_month == current else self.ttl.mau_closed
-        return Plan(self.key("mau", query), m.MauResult, ttl, lambda: self.kpi.mau(query))
-
-    def plan_conversion(self, query: m.ConversionQuery) -> Plan[m.ConversionResult]:
-        query = self.kpi.resolve_conversion(query)
+        Resolving validates the query (`InvalidInputError`); it happens here, once per request.
+        """
+        inputs = self.kpi.inputs()
+        resolved = operation.resolve(query, inputs)
+        kpi = self.kpi
         return Plan(
-            self.key("conversion", query), m.ConversionResult, self.ttl.conversion, lambda: self.kpi.conversion(query)
+            operation.id,
+            self.key(operation.cache_kind, resolved),
+            operation.result,
+            operation.ttl(self.ttl, resolved, inputs.today),
+            lambda: operation.compute(kpi, resolved),
         )
 
-    def plan_user_journey(self, user_id: str) -> Plan[m.JourneyResult]:
-        user_id = self.kpi.resolve_user_id(user_id)
-        return Plan(
-            self.key("journey", _UserKey(user_id=user_id)),
-            m.JourneyResult,
-            self.ttl.journey,
-            lambda: self.kpi.user_journey(user_id),
-        )
+    async def answer(self, operation: Operation[QueryT, ResultT], query: QueryT) -> Served[ResultT]:
+        """The cached answer of `operation` for `query`, or the one computation shared by every caller."""
+        return await self.serve(self.plan(operation, query))
 
-    def plan_refund_analysis(self, query: m.RefundAnalysisQuery) -> Plan[m.RefundAnalysisResult]:
-        query = self.kpi.resolve_refund_analysis(query)
-        return Plan(
-            self.key("refunds", query),
-            m.RefundAnalysisResult,
-            self.ttl.refunds,
-            lambda: self.kpi.refund_analysis(query),
-        )
-
-    # The operations: cached answer, or one shared computation.
-
-    async def overview(self, query: m.OverviewQuery) -> Served[m.OverviewResult]:
-        return await self.serve(self.plan_overview(query))
-
-    async def mau(self, query: m.MauQuery) -> Served[m.MauResult]:
-        return await self.serve(self.plan_mau(query))
-
-    async def conversion(self, query: m.ConversionQuery) -> Served[m.ConversionResult]:
-        return await self.serve(self.plan_conversion(query))
-
-    async def user_journey(self, user_id: str) -> Served[m.JourneyResult]:
-        return await self.serve(self.plan_user_journey(user_id))
-
-    async def refund_analysis(self, query: m.RefundAnalysisQuery) -> Served[m.RefundAnalysisResult]:
-        return await self.serve(self.plan_refund_analysis(query))
-
-    def key(self, operation: str, query: BaseModel) -> str:
+    def key(self, kind: str, query: BaseModel) -> str:
         """The cache key of a resolved query."""
-        return f"{self._namespace}:{operation}:{query.model_dump_json()}"
+        return f"{self._namespace}:{kind}:{query.model_dump_json()}"
 
     async def peek(self, plan: Plan[ResultT]) -> Served[ResultT] | None:
         """The cached answer of a plan, if there is a fresh one; never computes."""
@@ -202,7 +158,8 @@ class CachedKpiService:
             raise flight.error
         assert flight.result is not None
         result = flight.result
-        return Served(result.body, result.stored_at, result.ttl, hit=False, model=model, _value=result.value)  # type: ignore[arg-type]
+        value = result.value if isinstance(result.value, model) else None
+        return Served(result.body, result.stored_at, result.ttl, hit=False, model=model, _value=value)
 
     async def _compute(
         self,
@@ -256,7 +213,3 @@ class CachedKpiService:
                     return await self.cache.get(key)
                 await anyio.sleep(PEER_POLL_INTERVAL)
         return None
-
-
-class _UserKey(BaseModel):
-    user_id: str

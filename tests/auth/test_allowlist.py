@@ -5,7 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from shared.auth import OPERATIONS, UnknownOperationError, resolve_allowlist
+from shared.auth import UnknownOperationError, resolve_allowlist
+from shared.operations import operation_ids
+
+OPERATIONS = operation_ids()
 from shared.settings import Settings
 
 
@@ -32,7 +35,7 @@ def test_there_are_five_operations_in_a_stable_order() -> None:
 def test_the_allowlist_resolves_to_known_operations_in_stable_order(
     entries: Sequence[str] | None, expected: tuple[str, ...]
 ) -> None:
-    assert resolve_allowlist(entries) == expected
+    assert operation_ids(resolve_allowlist(entries)) == expected
 
 
 @pytest.mark.parametrize(
@@ -78,10 +81,10 @@ def test_the_settings_env_var_feeds_the_allowlist(
     monkeypatch.chdir(tmp_path)  # no .env here
     monkeypatch.setenv("MCP_ALLOWED_OPERATIONS", raw)
     settings = Settings()
-    assert resolve_allowlist(settings.MCP_ALLOWED_OPERATIONS) == expected
+    assert operation_ids(resolve_allowlist(settings.MCP_ALLOWED_OPERATIONS)) == expected
 
 
 def test_an_unset_env_var_allows_every_operation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)  # no .env here
     monkeypatch.delenv("MCP_ALLOWED_OPERATIONS", raising=False)
-    assert resolve_allowlist(Settings().MCP_ALLOWED_OPERATIONS) == OPERATIONS
+    assert operation_ids(resolve_allowlist(Settings().MCP_ALLOWED_OPERATIONS)) == OPERATIONS

@@ -2,7 +2,7 @@
 
 import pytest
 
-from shared.auth import KPI_READ, PRIVILEGED_ROLES, Principal, effective_scopes, has_kpi_access, require_kpi_access
+from shared.auth import KPI_READ, PRIVILEGED_ROLES, Principal, has_kpi_access, require_kpi_access
 from shared.errors import InsufficientScopeError
 
 
@@ -52,29 +52,6 @@ def test_the_denial_message_names_the_scope_and_the_roles_that_would_do() -> Non
     assert KPI_READ in message
     for role in PRIVILEGED_ROLES:
         assert role in message
-
-
-@pytest.mark.parametrize(
-    ("scopes", "roles", "expected"),
-    [
-        pytest.param((), (), frozenset[str](), id="nothing-stays-nothing"),
-        pytest.param(("a",), ("user",), frozenset({"a"}), id="plain-role-adds-nothing"),
-        pytest.param(("a",), ("admin",), frozenset({"a", KPI_READ}), id="admin-adds-kpi-read"),
-        pytest.param((), ("exec",), frozenset({KPI_READ}), id="exec-adds-kpi-read"),
-        pytest.param((KPI_READ,), ("exec",), frozenset({KPI_READ}), id="no-duplicate-when-already-present"),
-    ],
-)
-def test_effective_scopes_add_kpi_read_for_privileged_roles(
-    scopes: tuple[str, ...], roles: tuple[str, ...], expected: frozenset[str]
-) -> None:
-    assert effective_scopes(principal(scopes, roles)) == expected
-
-
-@pytest.mark.parametrize(("scopes", "roles", "allowed"), ACCESS_MATRIX)
-def test_effective_scopes_contain_kpi_read_exactly_when_the_checker_allows(
-    scopes: tuple[str, ...], roles: tuple[str, ...], allowed: bool
-) -> None:
-    assert (KPI_READ in effective_scopes(principal(scopes, roles))) is allowed
 
 
 def test_a_local_principal_can_read_kpis() -> None:

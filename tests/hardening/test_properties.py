@@ -27,6 +27,7 @@ from shared.auth.scopes import KPI_READ, PRIVILEGED_ROLES, Principal, has_kpi_ac
 from shared.auth.tokens import TokenVerifier
 from shared.errors import AuthenticationError, InvalidInputError
 from shared.models import kpi as m
+from shared.operations import CONVERSION, MAU, OVERVIEW, REFUND_ANALYSIS, USER_JOURNEY, Operation
 from shared.services.kpi import KpiService
 from shared.settings import DEFAULT_CONVERSION_STEPS, Settings
 from tests.conftest import JWT_SECRET, TODAY, clock
@@ -42,7 +43,13 @@ PROPERTY = settings(
     database=None,
     suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
 )
-SERVICE = KpiService(None, None, conversion_steps=DEFAULT_CONVERSION_STEPS, clock=clock)
+INPUTS = KpiService(None, None, conversion_steps=DEFAULT_CONVERSION_STEPS, clock=clock).inputs()
+
+
+def resolver(operation: Operation[QueryT, Any]) -> Callable[[QueryT], QueryT]:
+    """The operation's resolution of a query, with the test's today and default funnel."""
+    return lambda query: operation.resolve(query, INPUTS)
+
 
 ANY_DATE = st.dates()
 NEAR_TODAY = st.dates(min_value=date(2022, 1, 1), max_value=date(2027, 12, 31))
@@ -98,7 +105,7 @@ def assert_resolves_properly(resolve: Callable[[QueryT], QueryT], query: QueryT)
 @PROPERTY
 @given(SOME_DATES)
 def test_a_resolved_overview_is_stable_and_never_in_the_future(as_of: date | None) -> None:
-    assert_resolves_properly(SERVICE.resolve_overview, model(m.OverviewQuery, as_of=as_of))
+    assert_resolves_properly(resolver(OVERVIEW), model(m.OverviewQuery, as_of=as_of))
 
 
 @PROPERTY
@@ -106,7 +113,7 @@ def test_a_resolved_overview_is_stable_and_never_in_the_future(as_of: date | Non
 @example(None, date(1, 3, 1))  # once a ValueError: the default start fell before year 1
 def test_a_resolved_mau_range_is_stable_and_never_in_the_future(start: date | None, end: date | None) -> None:
     query = model(m.MauQuery, start_month=start, end_month=end)
-    assert_resolves_properly(SERVICE.resolve_mau, query)
+    assert_resolves_properly(resolver(MAU), query)
 
 
 @PROPERTY
@@ -124,7 +131,7 @@ def test_a_resolved_conversion_query_is_stable_and_never_in_the_future(
     query = model(
         m.ConversionQuery, steps=steps, start_date=start, end_date=end, conversion_window_days=window, mode=mode
     )
-    assert_resolves_properly(SERVICE.resolve_conversion, query)
+    assert_resolves_properly(resolver(CONVERSION), query)
 
 
 @PROPERTY
@@ -137,8 +144,8 @@ def test_a_resolved_refund_query_is_stable_never_in_the_future_and_without_dupli
     start: date, end: date, user_ids: list[str] | None
 ) -> None:
     query = model(m.RefundAnalysisQuery, start_date=start, end_date=end, user_ids=user_ids)
-    assert_resolves_properly(SERVICE.resolve_refund_analysis, query)
-    resolved = attempt(SERVICE.resolve_refund_analysis, query)
+    assert_resolves_properly(resolver(REFUND_ANALYSIS), query)
+    resolved = attempt(resolver(REFUND_ANALYSIS), query)
     if not isinstance(resolved, InvalidInputError) and resolved.user_ids is not None:
         assert len(set(resolved.user_ids)) == len(resolved.user_ids)
         assert set(resolved.user_ids) == set(user_ids or ())
@@ -147,13 +154,18 @@ def test_a_resolved_refund_query_is_stable_never_in_the_future_and_without_dupli
 @PROPERTY
 @given(USER_IDS)
 def test_a_user_id_is_kept_as_given_or_refused_naming_user_id(user_id: str) -> None:
-    resolved = attempt(SERVICE.resolve_user_id, user_id)
-    if isinstance(resolved, InvalidInputError):
-        assert resolved.field == "user_id"
-        assert user_id not in resolved.detail or len(user_id) < 3  # the refusal describes the rule, not the value
+    query: m.UserJourneyQuery | None = None
+    try:
+        query = m.UserJourneyQuery(user_id=user_id)
+    except ValidationError as exc:
+        locations = [error["loc"] for error in exc.errors()]
+    else:
+        locations = []
+    if query is None:
+        assert locations == [("user_id",)]
         return
-    assert resolved == user_id
-    assert SERVICE.resolve_user_id(resolved) == resolved
+    assert query.user_id == user_id
+    assert USER_JOURNEY.resolve(query, INPUTS) == query
     assert 1 <= len(user_id) <= m.USER_ID_MAX_LENGTH and user_id.isascii() and user_id.isprintable()
 
 

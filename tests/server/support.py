@@ -15,6 +15,8 @@ from server.context import current_principal
 from shared.auth.scopes import KPI_READ, Principal
 from shared.auth.tokens import mint_token
 from shared.models import kpi as m
+from shared.operations import by_id
+from shared.operations import rest_request as operation_request
 from shared.sandbox import (
     SANDBOX_AMPLITUDE_API_KEY,
     SANDBOX_AMPLITUDE_SECRET_KEY,
@@ -98,12 +100,7 @@ def acting_as(principal: Principal | None) -> Generator[None]:
 
 def rest_request(operation: str, arguments: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
     """The REST call (method, path, request keywords) that asks the same as the MCP tool call."""
-    if operation == "kpi_user_journey":
-        return "GET", f"/api/kpi/user/{arguments['user_id']}", {}
-    if operation == "kpi_refund_analysis":
-        return "POST", "/api/kpi/refund-analysis", {"json": dict(arguments)}
-    path = {"kpi_overview": "overview", "kpi_mau": "mau", "kpi_conversion": "conversion"}[operation]
-    return "GET", f"/api/kpi/{path}", {"params": dict(arguments)}
+    return operation_request(by_id(operation), arguments)
 
 
 def jsonrpc(method: str, params: Mapping[str, Any] | None = None, *, id: int = 1) -> dict[str, Any]:

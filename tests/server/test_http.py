@@ -19,8 +19,8 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 
 from api.main import create_app
-from shared.auth.allowlist import OPERATIONS
 from shared.auth.scopes import KPI_READ
+from shared.operations import operation_ids
 from shared.sandbox import SandboxState
 from shared.settings import Settings
 from tests.conftest import clock, token
@@ -37,6 +37,8 @@ from .support import (
     jsonrpc,
     tampered_token,
 )
+
+OPERATIONS = operation_ids()
 
 PRM_PATH = "/.well-known/oauth-protected-resource"
 PUBLIC_URL = "https://kpi.example.com"

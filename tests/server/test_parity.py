@@ -15,10 +15,9 @@ from mcp import Client
 from pydantic import BaseModel
 
 from api.main import create_app
-from api.routes.kpi import router as kpi_router
+from api.routes.kpi import build_router
 from server.tools import build_mcp
-from shared.auth.allowlist import OPERATIONS
-from shared.models import kpi as m
+from shared.operations import operation_ids
 from shared.runtime import Runtime
 from shared.sandbox import SandboxServer, SandboxState
 from shared.settings import Settings
@@ -35,6 +34,8 @@ from .support import (
     rest_request,
 )
 
+OPERATIONS = operation_ids()
+
 CALLS: list[tuple[str, dict[str, Any]]] = [
     *((operation, SAMPLE_ARGUMENTS[operation]) for operation in OPERATIONS),
     ("kpi_overview", {}),
@@ -44,14 +45,6 @@ CALLS: list[tuple[str, dict[str, Any]]] = [
 ]
 CALL_IDS = [f"{operation}-{'defaults' if not arguments else 'sample'}" for operation, arguments in CALLS]
 CALL_IDS[-1] = "kpi_refund_analysis-daily"
-
-QUERY_MODELS: Mapping[str, type[BaseModel] | None] = {
-    "kpi_overview": m.OverviewQuery,
-    "kpi_mau": m.MauQuery,
-    "kpi_conversion": m.ConversionQuery,
-    "kpi_user_journey": None,
-    "kpi_refund_analysis": m.RefundAnalysisQuery,
-}
 
 
 @pytest.fixture
@@ -129,7 +122,7 @@ def rest_operations(app: FastAPI) -> dict[str, dict[str, Any]]:
 def response_models() -> dict[str, type[BaseModel]]:
     """The `response_model` each REST route declares, by operation id."""
     models: dict[str, type[BaseModel]] = {}
-    for route in kpi_router.routes:
+    for route in build_router().routes:
         assert isinstance(route, APIRoute) and route.operation_id
         assert isinstance(route.response_model, type) and issubclass(route.response_model, BaseModel)
         models[route.operation_id] = route.response_model
@@ -195,17 +188,50 @@ async def test_each_tool_output_schema_equals_its_rest_response_model_schema(
         assert without_null_defaults(mcp_schema) == inline_refs(rest_schema, components), tool.name
 
 
+def normalized(node: Any) -> Any:
+    """A schema without titles (FastAPI and the SDK name models differently) and without null defaults."""
+    if isinstance(node, dict):
+        items: dict[str, Any] = dict(node)  # pyright: ignore[reportUnknownArgumentType]
+        return {key: normalized(value) for key, value in without_null_defaults(items).items() if key != "title"}
+    if isinstance(node, list):
+        return [normalized(value) for value in node]  # pyright: ignore[reportUnknownVariableType]
+    return node
+
+
+def rest_input_schema(operation: Mapping[str, Any], components: Mapping[str, Any]) -> dict[str, Any]:
+    """The inputs of a documented REST operation as one object schema: its parameters, or its JSON body."""
+    if "requestBody" in operation:
+        body = inline_refs(operation["requestBody"]["content"]["application/json"]["schema"], components)
+        return {"properties": body["properties"], "required": sorted(body.get("required", []))}
+    properties: dict[str, Any] = {}
+    for parameter in operation.get("parameters", []):
+        schema = inline_refs(parameter["schema"], components)
+        if "description" in parameter:
+            schema = {**schema, "description": parameter["description"]}
+        properties[parameter["name"]] = schema
+    required = sorted(p["name"] for p in operation.get("parameters", []) if p.get("required"))
+    return {"properties": properties, "required": required}
+
+
 @pytest.mark.anyio
-async def test_each_tool_takes_the_fields_of_its_rest_query(sandbox_mode_settings: Settings) -> None:
+async def test_each_tool_input_schema_equals_its_rest_inputs_names_types_limits_and_required(
+    sandbox_mode_settings: Settings,
+) -> None:
+    app = create_app(sandbox_mode_settings, clock=clock)
+    documented = rest_operations(app)
+    components: dict[str, Any] = app.openapi()["components"]["schemas"]
     with anyio.fail_after(10):
         async with Client(build_mcp(lambda: None)) as client:  # pyright: ignore[reportArgumentType]
             tools = (await client.list_tools()).tools
+    assert len(tools) == len(OPERATIONS)
     for tool in tools:
-        query = QUERY_MODELS[tool.name]
-        properties = set(tool.input_schema["properties"])
-        required = set(tool.input_schema.get("required", []))
-        if query is None:
-            assert properties == required == {"user_id"}  # the REST path parameter
-            continue
-        assert properties == set(query.model_fields), tool.name
-        assert required == {name for name, info in query.model_fields.items() if info.is_required()}, tool.name
+        mcp_schema = inline_refs(tool.input_schema, tool.input_schema.get("$defs", {}))
+        mcp_inputs = {"properties": mcp_schema["properties"], "required": sorted(mcp_schema.get("required", []))}
+        rest_inputs = rest_input_schema(documented[tool.name], components)
+        assert normalized(mcp_inputs) == normalized(rest_inputs), tool.name
+
+
+def test_the_input_comparison_sees_a_drifted_limit() -> None:
+    rest = {"parameters": [{"name": "days", "schema": {"type": "integer", "maximum": 90}, "required": False}]}
+    mcp: dict[str, Any] = {"properties": {"days": {"type": "integer", "maximum": 60}}, "required": []}
+    assert normalized(rest_input_schema(rest, {})) != normalized(mcp)

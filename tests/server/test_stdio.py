@@ -18,13 +18,15 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp import Client, StdioServerParameters
 
-from shared.auth.allowlist import OPERATIONS
 from shared.auth.scopes import KPI_READ
+from shared.operations import operation_ids
 from shared.sandbox import FaultSpec, SandboxServer, SandboxState
 from shared.settings import Settings
 from tests.conftest import JWT_SECRET, token
 
 from .support import RESULT_MODELS, SAMPLE_ARGUMENTS, expired_token, foreign_token, jsonrpc, only_text
+
+OPERATIONS = operation_ids()
 
 COMMAND = [sys.executable, "-m", "api.cli", "mcp"]
 START_TIMEOUT = 30

@@ -19,8 +19,10 @@ from mcp_types import INVALID_PARAMS
 
 from api.main import create_app
 from server.tools import build_mcp
-from shared.auth.allowlist import OPERATIONS, UnknownOperationError, resolve_allowlist
+from shared.auth.allowlist import UnknownOperationError, resolve_allowlist
 from shared.auth.scopes import KPI_READ, Principal
+from shared.operations import OPERATIONS as REGISTRY
+from shared.operations import AnyOperation, operation_ids
 from shared.runtime import Runtime, open_runtime
 from shared.sandbox import FaultSpec, SandboxState
 from shared.settings import Settings
@@ -37,6 +39,8 @@ from .support import (
     rest_request,
 )
 
+OPERATIONS = operation_ids()
+
 MODES = ["auto", "legacy"]
 
 INPUT_PROPERTIES: Mapping[str, tuple[set[str], set[str]]] = {
@@ -52,7 +56,7 @@ INPUT_PROPERTIES: Mapping[str, tuple[set[str], set[str]]] = {
 DATE_PROPERTIES = {"as_of", "start_month", "end_month", "start_date", "end_date"}
 
 
-def mcp_client(runtime: Runtime | None, mode: str, allowed: Sequence[str] = OPERATIONS) -> Client:
+def mcp_client(runtime: Runtime | None, mode: str, allowed: Sequence[AnyOperation] = REGISTRY) -> Client:
     def get_runtime() -> Runtime:
         assert runtime is not None, "this client was built without a runtime"
         return runtime

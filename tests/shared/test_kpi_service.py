@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from shared.errors import (
     InvalidInputError,
@@ -16,6 +17,7 @@ from shared.errors import (
     UpstreamTimeoutError,
 )
 from shared.models import kpi as m
+from shared.operations import CONVERSION, MAU, OVERVIEW, REFUND_ANALYSIS, USER_JOURNEY
 from shared.runtime import Runtime, open_runtime
 from shared.sandbox import Dataset, FaultSpec, SandboxState
 from shared.settings import Settings
@@ -33,7 +35,7 @@ def _month_end(day: date) -> date:
 
 
 async def test_overview_figures_match_the_dataset(runtime: Runtime, dataset: Dataset) -> None:
-    result = await runtime.kpi.overview(m.OverviewQuery())
+    result = await runtime.kpi.answer(OVERVIEW, m.OverviewQuery())
     month_start = TODAY.replace(day=1)
     assert result.partial is False
     assert result.data_source == "sandbox"
@@ -56,7 +58,7 @@ async def test_overview_figures_match_the_dataset(runtime: Runtime, dataset: Dat
 
 
 async def test_mau_of_each_closed_month_equals_distinct_active_users(runtime: Runtime, dataset: Dataset) -> None:
-    result = await runtime.kpi.mau(m.MauQuery())
+    result = await runtime.kpi.answer(MAU, m.MauQuery())
     assert [row.month for row in result.months][-1] == f"{TODAY:%Y-%m}"
     assert len(result.months) == 6
     previous: int | None = None
@@ -78,7 +80,7 @@ async def test_mau_rejects_future_and_inverted_and_too_long_ranges(runtime: Runt
     ]
     for query, field in cases:
         with pytest.raises(InvalidInputError) as caught:
-            await runtime.kpi.mau(query)
+            await runtime.kpi.answer(MAU, query)
         assert caught.value.field == field
         assert caught.value.status == 422
 
@@ -87,7 +89,7 @@ async def test_conversion_counts_first_step_users_and_keeps_the_funnel_consisten
     runtime: Runtime, dataset: Dataset
 ) -> None:
     start, end = TODAY - timedelta(days=29), TODAY
-    result = await runtime.kpi.conversion(m.ConversionQuery(start_date=start, end_date=end))
+    result = await runtime.kpi.answer(CONVERSION, m.ConversionQuery(start_date=start, end_date=end))
     entered = {e.user_id for e in dataset.events if e.event_type == "Sign Up" and start <= e.event_time.date() <= end}
     assert [s.event_type for s in result.steps] == ["Sign Up", "View Paywall", "Start Trial", "Subscribe"]
     assert result.steps[0].users == len(entered)
@@ -105,7 +107,7 @@ async def test_conversion_without_revenuecat_has_no_trial_figures(
     make_settings: Callable[..., Settings], sandbox: SandboxState
 ) -> None:
     async with open_runtime(make_settings(REVENUECAT_API_KEY=None), clock=clock) as rt:
-        result = await rt.kpi.conversion(m.ConversionQuery(steps=["App Open", "View Paywall"]))
+        result = await rt.kpi.answer(CONVERSION, m.ConversionQuery(steps=["App Open", "View Paywall"]))
     assert result.trial_conversion is None
     assert [s.source for s in result.sources] == ["amplitude"]
     assert sandbox.counts.get("revenuecat.chart", 0) == 0
@@ -120,7 +122,7 @@ async def test_conversion_validates_steps_and_dates(runtime: Runtime) -> None:
     ]
     for query, field in cases:
         with pytest.raises(InvalidInputError) as caught:
-            await runtime.kpi.conversion(query)
+            await runtime.kpi.answer(CONVERSION, query)
         assert caught.value.field == field
 
 
@@ -128,7 +130,7 @@ async def test_journey_merges_both_sources_into_one_ordered_timeline(
     runtime: Runtime, dataset: Dataset, sandbox: SandboxState
 ) -> None:
     user = next(u for u in dataset.users if dataset.purchases_for(u.user_id) and dataset.subscriptions_for(u.user_id))
-    result = await runtime.kpi.user_journey(user.user_id)
+    result = await runtime.kpi.answer(USER_JOURNEY, m.UserJourneyQuery(user_id=user.user_id))
     events = dataset.events_for(user.amplitude_id)
     assert result.amplitude is not None and result.amplitude.amplitude_id == user.amplitude_id
     assert sum(1 for e in result.timeline if e.kind == "event") == min(len(events), 1000)
@@ -147,10 +149,10 @@ async def test_journey_merges_both_sources_into_one_ordered_timeline(
 
 async def test_journey_works_for_anonymous_ids_and_amplitude_only_users(runtime: Runtime, dataset: Dataset) -> None:
     anonymous = next(u for u in dataset.users if u.user_id.startswith("$RCAnonymousID:"))
-    result = await runtime.kpi.user_journey(anonymous.user_id)
+    result = await runtime.kpi.answer(USER_JOURNEY, m.UserJourneyQuery(user_id=anonymous.user_id))
     assert result.user_id == anonymous.user_id and result.amplitude is not None
     amplitude_only = next(u for u in dataset.users if not u.in_revenuecat)
-    result = await runtime.kpi.user_journey(amplitude_only.user_id)
+    result = await runtime.kpi.answer(USER_JOURNEY, m.UserJourneyQuery(user_id=amplitude_only.user_id))
     assert result.revenuecat is None and result.amplitude is not None and not result.partial
 
 
@@ -158,25 +160,22 @@ async def test_journey_of_an_unknown_user_is_not_found_and_creates_nothing(
     runtime: Runtime, sandbox: SandboxState
 ) -> None:
     with pytest.raises(NotFoundError):
-        await runtime.kpi.user_journey("nobody_at_all")
+        await runtime.kpi.answer(USER_JOURNEY, m.UserJourneyQuery(user_id="nobody_at_all"))
     assert sandbox.counts.get("revenuecat.v1_subscribers", 0) == 0
     with pytest.raises(NotFoundError):
-        await runtime.kpi.user_journey("nobody_at_all")
+        await runtime.kpi.answer(USER_JOURNEY, m.UserJourneyQuery(user_id="nobody_at_all"))
 
 
 @pytest.mark.parametrize("user_id", ["", "has space", "x" * 257, "semi;colon", "new\nline"])
-async def test_journey_rejects_invalid_user_ids_before_any_upstream_call(
-    runtime: Runtime, sandbox: SandboxState, user_id: str
-) -> None:
-    with pytest.raises(InvalidInputError) as caught:
-        await runtime.kpi.user_journey(user_id)
-    assert caught.value.field == "user_id"
-    assert sum(sandbox.counts.values()) == 0
+def test_a_journey_query_refuses_invalid_user_ids_so_no_upstream_call_can_see_them(user_id: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        m.UserJourneyQuery(user_id=user_id)
+    assert [error["loc"] for error in caught.value.errors()] == [("user_id",)]
 
 
 async def test_refund_rates_per_month_match_the_dataset(runtime: Runtime, dataset: Dataset) -> None:
     start, end = date(2026, 5, 1), date(2026, 10, 31)
-    result = await runtime.kpi.refund_analysis(m.RefundAnalysisQuery(start_date=start, end_date=end))
+    result = await runtime.kpi.answer(REFUND_ANALYSIS, m.RefundAnalysisQuery(start_date=start, end_date=end))
     assert [p.period_start for p in result.periods] == [date(2026, month, 1) for month in range(5, 11)]
     for period in result.periods:
         month = [t for t in dataset.transactions if t.purchased_at.date().replace(day=1) == period.period_start]
@@ -196,7 +195,7 @@ async def test_refund_analysis_details_refunded_purchases_per_customer(runtime: 
     query = m.RefundAnalysisQuery(
         start_date=TODAY - timedelta(days=90), end_date=TODAY, user_ids=[refunder, "nobody_at_all", refunder]
     )
-    result = await runtime.kpi.refund_analysis(query)
+    result = await runtime.kpi.answer(REFUND_ANALYSIS, query)
     assert result.customers is not None
     assert [c.user_id for c in result.customers] == [refunder, "nobody_at_all"]
     found, unknown = result.customers
@@ -210,25 +209,25 @@ async def test_refund_analysis_segments_by_store_and_rejects_unknown_segments(
     runtime: Runtime, dataset: Dataset
 ) -> None:
     query = m.RefundAnalysisQuery(start_date=date(2026, 8, 1), end_date=date(2026, 9, 30), segment="store")
-    result = await runtime.kpi.refund_analysis(query)
+    result = await runtime.kpi.answer(REFUND_ANALYSIS, query)
     stores = {t.store for t in dataset.transactions if date(2026, 8, 1) <= t.purchased_at.date() <= date(2026, 9, 30)}
     assert len({p.segment for p in result.periods}) == len(stores)
     for month in (date(2026, 8, 1), date(2026, 9, 1)):
         in_month = [t for t in dataset.transactions if t.purchased_at.date().replace(day=1) == month]
         assert sum(p.transactions or 0 for p in result.periods if p.period_start == month) == len(in_month)
     with pytest.raises(InvalidInputError) as caught:
-        await runtime.kpi.refund_analysis(query.model_copy(update={"segment": "planet"}))
+        await runtime.kpi.answer(REFUND_ANALYSIS, query.model_copy(update={"segment": "planet"}))
     assert caught.value.field == "segment"
 
 
 async def test_an_unconfigured_source_is_a_503_naming_it(make_settings: Callable[..., Settings]) -> None:
     async with open_runtime(make_settings(AMPLITUDE_SECRET_KEY=None, REVENUECAT_PROJECT_ID=" "), clock=clock) as rt:
         for call, source in [
-            (rt.kpi.overview(m.OverviewQuery()), "amplitude"),
-            (rt.kpi.mau(m.MauQuery()), "amplitude"),
-            (rt.kpi.conversion(m.ConversionQuery()), "amplitude"),
-            (rt.kpi.user_journey("user_00042"), "amplitude"),
-            (rt.kpi.refund_analysis(m.RefundAnalysisQuery(start_date=TODAY, end_date=TODAY)), "revenuecat"),
+            (rt.kpi.answer(OVERVIEW, m.OverviewQuery()), "amplitude"),
+            (rt.kpi.answer(MAU, m.MauQuery()), "amplitude"),
+            (rt.kpi.answer(CONVERSION, m.ConversionQuery()), "amplitude"),
+            (rt.kpi.answer(USER_JOURNEY, m.UserJourneyQuery(user_id="user_00042")), "amplitude"),
+            (rt.kpi.answer(REFUND_ANALYSIS, m.RefundAnalysisQuery(start_date=TODAY, end_date=TODAY)), "revenuecat"),
         ]:
             with pytest.raises(SourceNotConfiguredError) as caught:
                 await call
@@ -237,7 +236,7 @@ async def test_an_unconfigured_source_is_a_503_naming_it(make_settings: Callable
 
 async def test_overview_is_partial_when_one_source_fails_transiently(runtime: Runtime, sandbox: SandboxState) -> None:
     sandbox.inject("revenuecat.overview", FaultSpec(status=500))
-    result = await runtime.kpi.overview(m.OverviewQuery())
+    result = await runtime.kpi.answer(OVERVIEW, m.OverviewQuery())
     assert result.partial and result.revenuecat is None and result.amplitude is not None
     failed = next(s for s in result.sources if s.source == "revenuecat")
     assert failed.status == "error" and failed.error is not None and failed.error.status == 502
@@ -248,11 +247,11 @@ async def test_overview_fails_when_both_sources_fail_or_credentials_are_rejected
 ) -> None:
     sandbox.inject("*", FaultSpec(status=503))
     with pytest.raises(UpstreamError):
-        await runtime.kpi.overview(m.OverviewQuery())
+        await runtime.kpi.answer(OVERVIEW, m.OverviewQuery())
     sandbox.clear_faults()
     sandbox.inject("revenuecat.overview", FaultSpec(status=401))
     with pytest.raises(UpstreamAuthError):
-        await runtime.kpi.overview(m.OverviewQuery())
+        await runtime.kpi.answer(OVERVIEW, m.OverviewQuery())
 
 
 async def test_a_slow_upstream_times_out_within_the_deadline(
@@ -262,5 +261,5 @@ async def test_a_slow_upstream_times_out_within_the_deadline(
     async with open_runtime(make_settings(KPI_UPSTREAM_TIMEOUT=0.3), clock=clock) as rt:
         started = datetime.now(UTC)
         with pytest.raises(UpstreamTimeoutError):
-            await rt.kpi.mau(m.MauQuery())
+            await rt.kpi.answer(MAU, m.MauQuery())
         assert datetime.now(UTC) - started < timedelta(seconds=2.5)

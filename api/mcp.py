@@ -1,15 +1,15 @@
-"""MCP over streamable HTTP inside the FastAPI app, at exactly `/mcp`, behind the same bearer check as REST.
+"""MCP over streamable HTTP inside the app, at exactly `/mcp`, behind the same bearer check as REST.
 
-The SDK's own auth is not used: it cannot express "kpi:read OR role admin/exec" and omits `scope=` from its 403
-challenge. Our guard verifies the token with the runtime's verifier, applies `require_kpi_access`, answers 401/403
-as problem details with an RFC 9728 `resource_metadata` challenge, and publishes the principal to the tools.
+The host mounts the MCP server (`server.tools.build_mcp`); the server knows nothing of the host. The SDK's own auth is
+not used: it cannot express "kpi:read OR role admin/exec" and omits `scope=` from its 403 challenge. `McpGuard`
+verifies the token with the runtime's verifier, applies the one scope checker, answers 401/403 as problem details
+with an RFC 9728 `resource_metadata` challenge, and publishes the caller to the tools.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Generator
-from contextlib import contextmanager
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI
@@ -19,9 +19,8 @@ from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.routing import Route
 
-from api.guard import BearerGuard
-from server.context import current_principal, current_transport
-from shared.auth.scopes import KPI_READ, Principal
+from api.guard import McpGuard
+from shared.auth.scopes import KPI_READ
 from shared.runtime import Runtime
 from shared.settings import Settings
 
@@ -49,18 +48,6 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
 
 
-@contextmanager
-def publish(principal: Principal) -> Generator[None]:
-    """Make the HTTP caller visible to the tools for the duration of its request."""
-    principal_token = current_principal.set(principal)
-    transport_token = current_transport.set("mcp-http")
-    try:
-        yield
-    finally:
-        current_transport.reset(transport_token)
-        current_principal.reset(principal_token)
-
-
 def mount_mcp(app: FastAPI, mcp: MCPServer, settings: Settings, get_runtime: Callable[[], Runtime]) -> None:
     """Serve `mcp` at exactly `/mcp` (stateless, JSON responses) and its protected resource metadata."""
     mcp.streamable_http_app(
@@ -69,11 +56,10 @@ def mount_mcp(app: FastAPI, mcp: MCPServer, settings: Settings, get_runtime: Cal
         json_response=True,
         transport_security=transport_security(settings),
     )
-    guard = BearerGuard(
+    guard = McpGuard(
         StreamableHTTPASGIApp(mcp.session_manager),
         get_runtime=get_runtime,
-        resource_metadata=lambda runtime: resource_metadata_url(runtime.settings),
-        enter=publish,
+        resource_metadata=resource_metadata_url(settings),
     )
     app.router.routes.append(Route(MCP_PATH, endpoint=guard, include_in_schema=False))
 
