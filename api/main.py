@@ -17,6 +17,7 @@ import httpx2
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.dashboard import mount_dashboard
 from api.errors import add_exception_handlers
 from api.fastpath import CachedAnswers
 from api.guard import BearerGuard
@@ -109,6 +110,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(kpi.router)
     _register_problem_schema(app)
+    mount_dashboard(app)
     mount_mcp(app, mcp, settings, get_runtime)
     app.add_middleware(CachedAnswers, get_runtime=get_runtime)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
