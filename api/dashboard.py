@@ -23,7 +23,7 @@ DASHBOARD_PATH = "/dashboard"
 ASSETS_PATH = DASHBOARD_PATH + "/assets"
 STATIC_DIR = Path(__file__).with_name("dashboard")
 # The files the page loads, in the order it loads them; `{{name}}` in index.html becomes the fingerprinted URL.
-ASSETS: tuple[str, ...] = ("uPlot.min.css", "app.css", "uPlot.iife.min.js", "app.js")
+ASSETS: tuple[str, ...] = ("uPlot.min.css", "app.css", "uPlot.iife.min.js", "kpi-render.js", "app.js")
 MEDIA_TYPES: Mapping[str, str] = {
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
