@@ -26,7 +26,7 @@ from .support import VENDOR, LiveService, require_browser
 require_browser()
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response
+    from playwright.sync_api import Browser, ConsoleMessage, Frame, Page, Request, Response
 
 READY_TIMEOUT_MS = 20_000
 DASH = "\u2014"
@@ -86,7 +86,7 @@ def visit(
         context.close()
 
 
-def figures(page: Page, panel: str) -> list[dict[str, str]]:
+def figures(page: Page | Frame, panel: str) -> list[dict[str, str]]:
     """Every figure of a panel (the provenance's too): its field, format, value and text."""
     return page.eval_on_selector_all(
         f"#panel-{panel} [data-field]",
@@ -131,7 +131,7 @@ def expected_text(value: Any, fmt: str) -> str | None:
             return None
 
 
-def assert_panel_shows(page: Page, panel: str, answer: Any, required: set[str]) -> None:
+def assert_panel_shows(page: Page | Frame, panel: str, answer: Any, required: set[str]) -> None:
     shown = figures(page, panel)
     fields = {f["field"] for f in shown}
     assert required <= fields, sorted(required - fields)
