@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mcp.server.apps import APP_MIME_TYPE
+from mcp.server.apps import APP_MIME_TYPE, Apps
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.mcpserver.resources import FunctionResource
@@ -35,6 +35,12 @@ VIEW_TITLES: dict[str, str] = {
 
 def app_uri(operation: str) -> str:
     return f"ui://loop-kpi/{operation}.html"
+
+
+def apps_extension() -> Apps:
+    """The MCP Apps capability (`capabilities.extensions["io.modelcontextprotocol/ui"]`), for
+    `MCPServer(..., extensions=[apps_extension()])`: hosts only render views of servers that advertise it."""
+    return Apps()
 
 
 def register_apps(mcp: MCPServer, allowed: Sequence[str] = OPERATIONS) -> dict[str, dict[str, Any]]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import anyio
 import pytest
 from mcp import Client
-from mcp.server.apps import APP_MIME_TYPE
+from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 
-from server.apps import app_uri, register_apps
+from server.apps import app_uri, apps_extension, register_apps
 from shared.auth.allowlist import OPERATIONS
 from shared.auth.scopes import Principal
 
@@ -19,7 +19,7 @@ NO_SCOPE = Principal(subject="nobody", scopes=frozenset({"reports:read"}), roles
 
 
 def bare_server(allowed: tuple[str, ...] = OPERATIONS) -> tuple[MCPServer, dict[str, dict[str, object]]]:
-    mcp = MCPServer("apps-test")
+    mcp = MCPServer("apps-test", extensions=[apps_extension()])
     metas = register_apps(mcp, allowed)
 
     for operation in allowed:
@@ -37,6 +37,7 @@ async def test_every_tool_points_at_its_own_ui_view_served_as_an_mcp_app() -> No
     assert set(metas) == set(OPERATIONS)
     with anyio.fail_after(10), acting_as(READER):
         async with Client(mcp) as client:
+            assert (client.server_capabilities.extensions or {}) == {EXTENSION_ID: {}}
             tools = {tool.name: tool for tool in (await client.list_tools()).tools}
             resources = {str(r.uri): r for r in (await client.list_resources()).resources}
             for operation in OPERATIONS:
