@@ -60,6 +60,7 @@ def banner(settings: Settings) -> str:
             issuer=settings.KPI_JWT_ISSUER,
             audience=settings.KPI_JWT_AUDIENCE,
         )
+        lines.append(f"  Dashboard: {base}/dashboard#token={token}")
         lines.append(f"  Token:     {token}")
         lines.append("             (kpi:read, valid 8 h, signed with this process's secret)")
         lines.append(

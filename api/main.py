@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.dashboard import mount_dashboard
 from api.errors import add_exception_handlers
 from api.fastpath import CachedAnswers, OperationRoute
 from api.guard import RestGuard
@@ -115,6 +116,7 @@ def create_app(
     kpi_router = build_router(operations)
     app.include_router(kpi_router)
     _register_problem_schema(app)
+    mount_dashboard(app)
     mount_mcp(app, mcp, settings, get_runtime)
     by_id = {operation.id: operation for operation in operations}
     routes: list[OperationRoute] = [

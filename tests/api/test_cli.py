@@ -139,6 +139,7 @@ async def test_banner_prints_a_working_token_and_a_curl_line_to_the_public_url()
     printed = lines["Token"]
     principal = await _verify(settings, printed)
     assert "kpi:read" in principal.scopes
+    assert lines["Dashboard"] == f"{PUBLIC_URL}/dashboard#token={printed}"
     assert shlex.split(lines["Try"]) == [
         "curl",
         "-s",
