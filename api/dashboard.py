@@ -19,9 +19,10 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from shared.ui import STATIC_DIR
+
 DASHBOARD_PATH = "/dashboard"
 ASSETS_PATH = DASHBOARD_PATH + "/assets"
-STATIC_DIR = Path(__file__).with_name("dashboard")
 # The files the page loads, in the order it loads them; `{{name}}` in index.html becomes the fingerprinted URL.
 ASSETS: tuple[str, ...] = ("uPlot.min.css", "app.css", "uPlot.iife.min.js", "kpi-render.js", "app.js")
 MEDIA_TYPES: Mapping[str, str] = {
@@ -107,24 +108,6 @@ def load_dashboard(directory: Path = STATIC_DIR) -> Dashboard:
     if "{{" in page:
         raise ValueError("index.html names an asset that is not in ASSETS")
     return Dashboard(StaticFile.of(page.encode(), MEDIA_TYPES[".html"]), assets, urls)
-
-
-MCP_APP_PARTS: tuple[str, ...] = ("uPlot.min.css", "app.css", "uPlot.iife.min.js", "kpi-render.js", "mcp-app.js")
-
-
-def mcp_app_html(tool: str, directory: Path = STATIC_DIR) -> str:
-    """The self-contained MCP App document for one tool: the dashboard's CSS and views inlined (hosts render it
-    in a sandboxed iframe with no origin to load from), plus the MCP Apps postMessage bridge."""
-    page = (directory / "mcp-app.html").read_text(encoding="utf-8").replace("{{tool}}", tool)
-    for name in MCP_APP_PARTS:
-        text = (directory / name).read_text(encoding="utf-8")
-        # Nothing inlined may close its <script>/<style> element early.
-        if "</script" in text.lower() or "</style" in text.lower():
-            raise ValueError(f"{name} cannot be inlined: it contains a closing tag")
-        page = page.replace("{{" + name + "}}", text)
-    if "{{" in page:
-        raise ValueError("mcp-app.html names a part that is not in MCP_APP_PARTS")
-    return page
 
 
 def mount_dashboard(app: FastAPI) -> Dashboard:

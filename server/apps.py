@@ -1,7 +1,7 @@
 """MCP Apps (`io.modelcontextprotocol/ui`): each KPI tool declares a `ui://` view that renders its result with the
 dashboard's own charts and panels, inside hosts that support MCP Apps (Claude, ChatGPT, VS Code, ...).
 
-The views are self-contained HTML documents (`text/html;profile=mcp-app`, see `api.dashboard.mcp_app_html`):
+The views are self-contained HTML documents (`text/html;profile=mcp-app`, see `shared.ui.mcp_app_html`):
 hosts render them in a sandboxed iframe and hand them the tool result over postMessage, so they need no origin
 and declare no CSP domains. Hosts without MCP Apps ignore the `_meta.ui` of a tool and get today's text and
 `structuredContent` unchanged.
@@ -20,17 +20,9 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.mcpserver.resources import FunctionResource
 
-from api.dashboard import mcp_app_html
 from server.context import AccessDeniedError, current_reader
-from shared.auth.allowlist import OPERATIONS
-
-VIEW_TITLES: dict[str, str] = {
-    "kpi_overview": "KPI overview cards",
-    "kpi_mau": "Monthly active users chart",
-    "kpi_conversion": "Conversion funnel chart",
-    "kpi_refund_analysis": "Refund rate chart and table",
-    "kpi_user_journey": "User journey timeline",
-}
+from shared.operations import OPERATIONS, AnyOperation
+from shared.ui import mcp_app_html
 
 
 def app_uri(operation: str) -> str:
@@ -43,12 +35,12 @@ def apps_extension() -> Apps:
     return Apps()
 
 
-def register_apps(mcp: MCPServer, allowed: Sequence[str] = OPERATIONS) -> dict[str, dict[str, Any]]:
+def register_apps(mcp: MCPServer, allowed: Sequence[AnyOperation] = OPERATIONS) -> dict[str, dict[str, Any]]:
     """Register the `ui://` view of every allowed operation on `mcp`; return the `_meta` each tool must carry
     (`{"ui": {"resourceUri": ...}}`), keyed by operation name, for `add_tool(..., meta=...)`."""
     metas: dict[str, dict[str, Any]] = {}
     for operation in allowed:
-        html = mcp_app_html(operation)
+        html = mcp_app_html(operation.id)
 
         async def read(html: str = html) -> str:
             try:
@@ -58,17 +50,17 @@ def register_apps(mcp: MCPServer, allowed: Sequence[str] = OPERATIONS) -> dict[s
                 raise ResourceError(str(exc)) from exc
             return html
 
-        uri = app_uri(operation)
+        uri = app_uri(operation.id)
         mcp.add_resource(
             FunctionResource(
                 uri=uri,
-                name=f"{operation}_view",
-                title=VIEW_TITLES[operation],
-                description=f"Renders the result of `{operation}` with the Loop KPI dashboard's charts (MCP Apps).",
+                name=f"{operation.id}_view",
+                title=f"{operation.title} view",
+                description=f"Renders the result of `{operation.id}` with the Loop KPI dashboard's charts (MCP Apps).",
                 mime_type=APP_MIME_TYPE,
                 meta={"ui": {"prefersBorder": True}},
                 fn=read,
             )
         )
-        metas[operation] = {"ui": {"resourceUri": uri}}
+        metas[operation.id] = {"ui": {"resourceUri": uri}}
     return metas

@@ -13,9 +13,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.dashboard import ASSETS, CONTENT_SECURITY_POLICY, STATIC_DIR, load_dashboard, mount_dashboard
+from api.dashboard import ASSETS, CONTENT_SECURITY_POLICY, load_dashboard, mount_dashboard
 from api.main import create_app
 from shared.settings import Settings
+from shared.ui import STATIC_DIR
 
 ASSET_URL = re.compile(r'(?:src|href)="(/dashboard/assets/[^"]+)"')
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import httpx2
 import pytest
 
-from api.dashboard import mcp_app_html
+from shared.ui import mcp_app_html
 from tests.server.support import MCP_POST_HEADERS, SAMPLE_ARGUMENTS, jsonrpc
 
 from .support import LiveService, require_browser

@@ -9,34 +9,27 @@ from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 
-from server.apps import app_uri, apps_extension, register_apps
-from shared.auth.allowlist import OPERATIONS
+from server.apps import app_uri
+from server.tools import build_mcp
+from shared.auth.allowlist import resolve_allowlist
 from shared.auth.scopes import Principal
+from shared.operations import operation_ids
 
 from .support import READER, acting_as
 
+OPERATIONS = operation_ids()
 NO_SCOPE = Principal(subject="nobody", scopes=frozenset({"reports:read"}), roles=frozenset())
 
 
-def bare_server(allowed: tuple[str, ...] = OPERATIONS) -> tuple[MCPServer, dict[str, dict[str, object]]]:
-    mcp = MCPServer("apps-test", extensions=[apps_extension()])
-    metas = register_apps(mcp, allowed)
-
-    for operation in allowed:
-
-        def tool() -> str:
-            return "text for hosts without MCP Apps"
-
-        mcp.add_tool(tool, name=operation, meta=metas[operation])
-    return mcp, metas
+def kpi_server(entries: list[str] | None = None) -> MCPServer:
+    """The real MCP server for an allowlist (its tools are not called here, so it needs no runtime)."""
+    return build_mcp(lambda: None, resolve_allowlist(entries))  # pyright: ignore[reportArgumentType] - no runtime needed
 
 
 @pytest.mark.anyio
 async def test_every_tool_points_at_its_own_ui_view_served_as_an_mcp_app() -> None:
-    mcp, metas = bare_server()
-    assert set(metas) == set(OPERATIONS)
     with anyio.fail_after(10), acting_as(READER):
-        async with Client(mcp) as client:
+        async with Client(kpi_server()) as client:
             assert (client.server_capabilities.extensions or {}) == {EXTENSION_ID: {}}
             tools = {tool.name: tool for tool in (await client.list_tools()).tools}
             resources = {str(r.uri): r for r in (await client.list_resources()).resources}
@@ -57,10 +50,9 @@ async def test_every_tool_points_at_its_own_ui_view_served_as_an_mcp_app() -> No
 
 @pytest.mark.anyio
 async def test_only_allowlisted_operations_get_a_view() -> None:
-    mcp, metas = bare_server(("kpi_mau",))
-    assert set(metas) == {"kpi_mau"}
     with anyio.fail_after(10), acting_as(READER):
-        async with Client(mcp) as client:
+        async with Client(kpi_server(["kpi_mau"])) as client:
+            assert [tool.name for tool in (await client.list_tools()).tools] == ["kpi_mau"]
             uris = [str(r.uri) for r in (await client.list_resources()).resources]
             assert uris == [app_uri("kpi_mau")]
             with pytest.raises(MCPError):
@@ -70,9 +62,8 @@ async def test_only_allowlisted_operations_get_a_view() -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("principal", [None, NO_SCOPE], ids=["no caller", "no kpi:read"])
 async def test_a_view_is_refused_to_callers_the_tools_refuse(principal: Principal | None) -> None:
-    mcp, _ = bare_server(("kpi_mau",))
     with anyio.fail_after(10), acting_as(principal):
-        async with Client(mcp) as client:
+        async with Client(kpi_server(["kpi_mau"])) as client:
             with pytest.raises(MCPError) as raised:
                 await client.read_resource(app_uri("kpi_mau"))
     expected = "Unauthorized" if principal is None else "kpi:read"
