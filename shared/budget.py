@@ -1,5 +1,5 @@
 """Upstream budgets: concurrency gates and sliding-window rate limiters that wait when the caller's deadline allows,
-and fail fast with a retry-after when it does not (upstream-apis.md §1.11 and §2.9).
+and fail fast with a retry-after when it does not (docs/upstream-apis.md#amplitude-limits and #revenuecat-rate-limits).
 
 A wait is allowed only if it ends before the effective deadline of the caller's cancel scope (`anyio.fail_after`
 set by the service per operation), so a caller never hangs past its deadline. Windows live in a `WindowStore`:

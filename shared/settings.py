@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     KPI_UPSTREAM_RETRIES: int = Field(default=2, ge=0, le=5, description="Retries of a failed idempotent GET.")
     KPI_RETRY_MAX_WAIT: float = Field(default=10.0, ge=0, description="Longest Retry-After the service waits out.")
 
-    # Upstream budgets (upstream-apis.md §1.11, §2.9); RevenueCat's headers update its per-minute limits.
+    # Upstream budgets (docs/upstream-apis.md#amplitude-limits, #revenuecat-rate-limits); RevenueCat's headers adjust.
     KPI_AMPLITUDE_CONCURRENCY: int = Field(default=5, ge=1)
     KPI_AMPLITUDE_COST_PER_5MIN: int = Field(default=1000, ge=1)
     KPI_AMPLITUDE_COST_PER_HOUR: int = Field(default=108_000, ge=1)

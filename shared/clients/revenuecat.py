@@ -1,4 +1,4 @@
-"""RevenueCat REST API v2 client (upstream-apis.md §2): overview metrics, charts, customers and their
+"""RevenueCat REST API v2 client (docs/upstream-apis.md): overview metrics, charts, customers and their
 subscriptions, purchases and transactions.
 
 Never calls v1 `GET /subscribers/{id}`: that endpoint *creates* the customer it reads. Unknown customers are

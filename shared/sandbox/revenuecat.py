@@ -1,4 +1,4 @@
-"""RevenueCat REST emulator (upstream-apis.md §2): v2 metrics, charts and customer data, v1 get-or-create subscriber.
+"""RevenueCat REST emulator (docs/upstream-apis.md): v2 metrics, charts and customer data, v1 get-or-create subscriber.
 
 v2: ``Authorization: Bearer <key>``, project-scoped paths, JSON errors, per-domain rpm with the two
 ``RevenueCat-Rate-Limit-*`` headers on every 2xx (and on 429 with ``Retry-After``). v1: ``{"code", "message"}``
