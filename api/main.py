@@ -17,11 +17,12 @@ import httpx2
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.docs import install_docs
 from api.errors import add_exception_handlers
 from api.fastpath import CachedAnswers
 from api.guard import BearerGuard
 from api.limits import BodyLimit
-from api.openapi import Problem
+from api.openapi import Problem, document_kpi_responses
 from api.routes import health, kpi
 from server.http import mount_mcp
 from server.tools import build_mcp
@@ -104,7 +105,10 @@ def create_app(
         version="0.1.0",
         summary="Product and revenue KPIs from Amplitude and RevenueCat, for executives, analysts and AI assistants.",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, with their assets from the app (no CDN)
+        redoc_url=None,
     )
+    install_docs(app)
     add_exception_handlers(app)
     app.include_router(health.router)
     app.include_router(kpi.router)
@@ -154,6 +158,7 @@ def _register_problem_schema(app: FastAPI) -> None:
                 if path.startswith("/api/kpi/"):
                     for operation in operations.values():
                         operation["security"] = [{"bearer": []}]
+            document_kpi_responses(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

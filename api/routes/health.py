@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel
 
 from api.deps import RuntimeDep
@@ -34,6 +34,12 @@ class Readiness(BaseModel):
     data_source: Literal["live", "sandbox"]
     sources: list[SourceState]
     redis: RedisState | None = None
+
+
+@router.get("/", include_in_schema=False)
+async def root() -> RedirectResponse:
+    """`/` is not an API: send people to the documentation (the one place to repoint, e.g. at a dashboard)."""
+    return RedirectResponse("/docs", status_code=307)
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness")
