@@ -3,20 +3,75 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import shlex
+import socket
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from shared.audit import AUDIT_LOGGER
+from shared.auth.allowlist import UnknownOperationError, resolve_allowlist
 from shared.auth.tokens import mint_token
 from shared.settings import Settings
 
 DEMO_TOKEN_TTL = 8 * 3600
+EXIT_USAGE = 2
+DESCRIPTION = (
+    "Loop KPI: product and revenue KPIs from Amplitude and RevenueCat. Serve the REST API and MCP over HTTP, "
+    "run the MCP server over stdio, mint access tokens, or run the upstream sandbox alone."
+)
+MAKE_SECRET = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
+DESKTOP_TOKEN_TTL = 30 * 24 * 3600
+
+
+class ConfigurationError(Exception):
+    """A setting stops the command from starting; the message is the one line printed, naming the fix."""
+
+
+def _version() -> str:
+    try:
+        return version("loop-kpi")
+    except PackageNotFoundError:  # pragma: no cover - running from a tree that was never installed
+        return "unknown"
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail with a one-line fix if (host, port) cannot be listened on, before anything is printed or built."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ConfigurationError(f"cannot listen on host {host!r}: {exc.strerror}.") from exc
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigurationError(
+                    f"port {port} on {host} is already in use (another loop-kpi or make demo?); pick another "
+                    f"with --port {port + 1}, or make demo PORT={port + 1}."
+                ) from exc
+            raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}.") from exc
+
+
+def warn_unconfigured_sources(settings: Settings) -> None:
+    """One start-up warning naming every upstream variable still missing (their operations answer 503)."""
+    missing = settings.missing_upstream_variables()
+    if missing and not settings.KPI_SANDBOX:
+        logging.getLogger("loop_kpi").warning(
+            "upstream credentials missing: set %s (operations needing them answer 503; /readyz lists them). "
+            "For synthetic data instead: loop-kpi serve --sandbox.",
+            ", ".join(missing),
+        )
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -84,8 +139,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         KPI_PUBLIC_URL=public_url,
     )
     if settings.KPI_NO_AUTH and not settings.KPI_SANDBOX:
-        print("loop-kpi: --no-auth is only allowed with --sandbox; production never runs open.", file=sys.stderr)
-        return 2
+        raise ConfigurationError(
+            "--no-auth (or KPI_NO_AUTH=1) is only allowed with the sandbox: add --sandbox or set KPI_SANDBOX=1, "
+            "or unset KPI_NO_AUTH; production never runs open."
+        )
+    resolve_allowlist(settings.MCP_ALLOWED_OPERATIONS)
+    check_port(args.host, args.port)
+    warn_unconfigured_sources(settings)
 
     if args.workers > 1:
         return serve_workers(args, settings)
@@ -155,8 +215,10 @@ def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_token(args: argparse.Namespace) -> int:
     settings = Settings()
     if settings.KPI_JWT_SECRET is None:
-        print("loop-kpi: set KPI_JWT_SECRET to mint a token.", file=sys.stderr)
-        return 2
+        raise ConfigurationError(
+            "set KPI_JWT_SECRET (the service's signing secret, at least 32 bytes) to mint a token; "
+            f"make one with: {MAKE_SECRET}"
+        )
     try:
         token = mint_token(
             settings.KPI_JWT_SECRET.get_secret_value(),
@@ -191,31 +253,55 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="loop-kpi", description=__doc__)
+    parser = argparse.ArgumentParser(prog="loop-kpi", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="serve REST (/api/kpi) and MCP (/mcp) over HTTP")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve = commands.add_parser(
+        "serve",
+        help="serve REST (/api/kpi) and MCP (/mcp) over HTTP",
+        description="Serve the REST API under /api/kpi, its docs at /docs and MCP over streamable HTTP at /mcp. "
+        "Upstream credentials and KPI_JWT_SECRET (or KPI_JWKS_URL) come from the environment or .env; with "
+        "--sandbox, synthetic data and a printed demo token instead.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--sandbox", action="store_true", help="serve the bundled synthetic data (or KPI_SANDBOX=1)")
     serve.add_argument("--no-auth", action="store_true", help="sandbox only: no authentication (conformance tests)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (share state through KPI_REDIS_URL)")
     serve.set_defaults(func=cmd_serve)
 
-    token = commands.add_parser("token", help="mint an HS256 token signed with KPI_JWT_SECRET")
+    token = commands.add_parser(
+        "token",
+        help="mint an HS256 token signed with KPI_JWT_SECRET",
+        description="Print a bearer token signed with KPI_JWT_SECRET (HS256), with kpi:read unless --scope or "
+        "--role say otherwise, and KPI_JWT_ISSUER/KPI_JWT_AUDIENCE when set. For a desktop MCP client, "
+        f"--ttl {DESKTOP_TOKEN_TTL} (30 days). No secret yet? Make one with: {MAKE_SECRET}",
+    )
     token.add_argument("--sub", required=True, help="subject (who the token is for)")
     token.add_argument("--scope", action="append", help="a scope; repeat for several (default kpi:read)")
     token.add_argument("--role", action="append", help="a role, e.g. admin or exec; repeatable")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     token.set_defaults(func=cmd_token)
 
-    mcp = commands.add_parser("mcp", help="serve MCP over stdio (identity from KPI_ACCESS_TOKEN)")
+    mcp = commands.add_parser(
+        "mcp",
+        help="serve MCP over stdio (identity from KPI_ACCESS_TOKEN)",
+        description="Serve MCP over stdin/stdout for Claude Desktop or Claude Code. The caller is KPI_ACCESS_TOKEN "
+        "(a token from loop-kpi token), verified at start-up with KPI_JWT_SECRET or KPI_JWKS_URL; with --sandbox "
+        "and no token, a local caller on synthetic data.",
+    )
     mcp.add_argument("--sandbox", action="store_true", help="serve the bundled synthetic data (or KPI_SANDBOX=1)")
     mcp.set_defaults(func=cmd_mcp)
 
-    sandbox = commands.add_parser("sandbox", help="run only the Amplitude + RevenueCat sandbox emulators")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8100)
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="run only the Amplitude + RevenueCat sandbox emulators",
+        description="Serve the Amplitude and RevenueCat emulators alone, for KPI_SANDBOX_URL or your own clients; "
+        "prints the base URL and its (fake) credentials.",
+    )
+    sandbox.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    sandbox.add_argument("--port", type=int, default=8100, help="port to listen on (default 8100)")
     sandbox.set_defaults(func=cmd_sandbox)
     return parser
 
@@ -223,7 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `loop-kpi` console script."""
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except (ConfigurationError, UnknownOperationError) as exc:
+        print(f"loop-kpi {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        print(f"loop-kpi {args.command}: invalid configuration: {problems}", file=sys.stderr)
+        return EXIT_USAGE
     return code
 
 

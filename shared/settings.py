@@ -115,6 +115,16 @@ class Settings(BaseSettings):
         """True when the RevenueCat v2 key and project id are non-empty."""
         return bool(_secret(self.REVENUECAT_API_KEY) and (self.REVENUECAT_PROJECT_ID or "").strip())
 
+    def missing_upstream_variables(self) -> list[str]:
+        """The upstream variables still unset (empty when both sources are configured)."""
+        wanted = {
+            "AMPLITUDE_API_KEY": _secret(self.AMPLITUDE_API_KEY),
+            "AMPLITUDE_SECRET_KEY": _secret(self.AMPLITUDE_SECRET_KEY),
+            "REVENUECAT_API_KEY": _secret(self.REVENUECAT_API_KEY),
+            "REVENUECAT_PROJECT_ID": (self.REVENUECAT_PROJECT_ID or "").strip(),
+        }
+        return [name for name, value in wanted.items() if not value]
+
     def amplitude_credentials(self) -> tuple[str, str]:
         """The Amplitude (api key, secret key) pair; empty strings when unset."""
         return _secret(self.AMPLITUDE_API_KEY), _secret(self.AMPLITUDE_SECRET_KEY)

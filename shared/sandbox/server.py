@@ -29,12 +29,18 @@ def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
     return app
 
 
+_THREAD_NAME = "sandbox-server"
+
+
 class _DropResetTracebacks(logging.Filter):
-    """Injected connection resets are intentional: keep uvicorn from logging them as app errors."""
+    """Injected connection resets are intentional: keep uvicorn from logging them as app errors. And the in-process
+    sandbox's own start/stop lines (INFO, from its thread) are noise beside the service's."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, SandboxConnectionResetError)
+        if isinstance(exc, SandboxConnectionResetError):
+            return False
+        return not (record.threadName == _THREAD_NAME and record.levelno < logging.WARNING)
 
 
 _RESET_FILTER = _DropResetTracebacks()
@@ -53,11 +59,19 @@ class SandboxServer:
     def __init__(self, state: SandboxState | None = None, port: int = 0, host: str = "127.0.0.1") -> None:
         self.state = state or SandboxState()
         self.host = host
+        # log_config/log_level None: leave logging alone. uvicorn's loggers are process-wide, and lowering them here
+        # would hide the service's own "running on" and "shutting down" lines; the filter quiets this thread's.
         config = uvicorn.Config(
-            create_sandbox_app(self.state), host=host, port=port, log_level="warning", lifespan="off"
+            create_sandbox_app(self.state),
+            host=host,
+            port=port,
+            log_config=None,
+            log_level=None,
+            access_log=False,
+            lifespan="off",
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="sandbox-server", daemon=True)
+        self._thread = threading.Thread(target=self._server.run, name=_THREAD_NAME, daemon=True)
         self.port = port
 
     @property
