@@ -5,11 +5,10 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import anyio
 import httpx2
@@ -20,24 +19,13 @@ from shared.cache import CacheBackend, MemoryCache
 from shared.clients._http import UpstreamHttp, new_async_client
 from shared.clients.amplitude import AmplitudeClient
 from shared.clients.revenuecat import RevenueCatClient
-from shared.errors import KpiError, Source
+from shared.errors import Source
 from shared.models.kpi import DataSource
+from shared.readiness import ReadinessCache, SourceReadiness
 from shared.services.cached import CachedKpiService, CacheTtl
 from shared.services.kpi import KpiService
 from shared.settings import Settings
 from shared.shared_state import RedisLink, SharedCache, SharedLocks, SharedWindowStore
-
-READINESS_TTL = 30.0
-
-
-@dataclass(frozen=True)
-class SourceReadiness:
-    """Whether one upstream is configured and answered a cheap probe (no secrets, no upstream bodies)."""
-
-    source: Source
-    configured: bool
-    reachable: bool | None
-    detail: str | None = None
 
 
 @dataclass
@@ -52,7 +40,7 @@ class Runtime:
     data_source: DataSource
     verifier: TokenVerifier
     redis: RedisLink | None = None
-    _readiness: tuple[float, list[SourceReadiness]] | None = field(default=None, repr=False)
+    _readiness: ReadinessCache = field(default_factory=ReadinessCache, repr=False)
 
     @property
     def anonymous_allowed(self) -> bool:
@@ -60,40 +48,8 @@ class Runtime:
         return self.settings.KPI_NO_AUTH and self.data_source == "sandbox"
 
     async def readiness(self) -> list[SourceReadiness]:
-        """Configured and reachable state of each source; probes are cached for 30 s to spare upstream budgets."""
-        now = time.monotonic()
-        if self._readiness is not None and now - self._readiness[0] < READINESS_TTL:
-            return self._readiness[1]
-        results: dict[Source, SourceReadiness] = {}
-
-        async def probe(source: Source, check: Callable[[], Awaitable[object]] | None) -> None:
-            if check is None:
-                results[source] = SourceReadiness(source, configured=False, reachable=None, detail="not configured")
-                return
-            try:
-                with anyio.fail_after(self.settings.KPI_UPSTREAM_TIMEOUT + 1):
-                    await check()
-            except KpiError as exc:
-                results[source] = SourceReadiness(source, configured=True, reachable=False, detail=exc.detail)
-            except TimeoutError:
-                results[source] = SourceReadiness(source, configured=True, reachable=False, detail="probe timed out")
-            else:
-                results[source] = SourceReadiness(source, configured=True, reachable=True)
-
-        amplitude, revenuecat = self.amplitude, self.revenuecat
-        yesterday = self.kpi.today() - timedelta(days=1)
-        async with anyio.create_task_group() as group:
-            group.start_soon(
-                probe,
-                "amplitude",
-                None if amplitude is None else lambda: amplitude.users(yesterday, yesterday, metric="active"),
-            )
-            group.start_soon(
-                probe, "revenuecat", None if revenuecat is None else lambda: revenuecat.customer("loop-kpi-readyz")
-            )
-        ordered = [results["amplitude"], results["revenuecat"]]
-        self._readiness = (now, ordered)
-        return ordered
+        """Configured and reachable state of each source: one shared probe per 30 s (`shared.readiness`)."""
+        return await self._readiness.read(self)
 
 
 def sandbox_settings(settings: Settings, base_url: str) -> Settings:
