@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import anyio
 import httpx2
@@ -31,6 +32,15 @@ DEFAULT_RETRY_AFTER = 60
 _BASE_BACKOFF = 0.2
 _MAX_BACKOFF = 2.0
 USER_AGENT = "loop-kpi/0.1 (+https://loop-kpi.dev)"
+
+
+def path_segment(value: str) -> str:
+    """`value` as exactly one URL path segment: every reserved character percent-encoded, and a dots-only value
+    (`.`, `..`, ...) as `%2E`s, which URL builders and servers do not resolve as "this" or "parent" directory."""
+    encoded = quote(value, safe="")
+    if encoded and encoded.strip(".") == "":
+        return "%2E" * len(encoded)
+    return encoded
 
 
 def new_async_client(

@@ -1,0 +1,75 @@
+"""Abuse of the running service (issue 16), each through a real `loop-kpi serve` on loopback against the session
+sandbox: nobody can spend the upstream budgets, steer upstream paths, forge audit lines or hold the server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import httpx2
+import pytest
+
+from shared.sandbox import SandboxServer, SandboxState
+from tests.conftest import token
+
+from .served import Served, loop_kpi_serve
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def served(sandbox_server: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with loop_kpi_serve(sandbox_server.base_url, tmp_path_factory.mktemp("abuse")) as running:
+        yield running
+
+
+def reader() -> dict[str, str]:
+    return {"Authorization": f"Bearer {token()}"}
+
+
+async def test_many_concurrent_readiness_probes_cost_each_upstream_at_most_one_call(
+    sandbox_server: SandboxServer, sandbox: SandboxState, tmp_path: Path
+) -> None:
+    with loop_kpi_serve(sandbox_server.base_url, tmp_path) as fresh:
+        sandbox.reset_counts()
+        async with httpx2.AsyncClient(base_url=fresh.base_url, timeout=20) as client:
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as group:
+                    for _ in range(60):
+                        group.start_soon(client.get, "/readyz")
+            with anyio.fail_after(20):
+                for _ in range(20):  # and sequential ones within the interval
+                    assert (await client.get("/readyz")).status_code in (200, 503)
+    counts = sandbox.counts
+    assert counts.get("amplitude.users", 0) <= 1, counts
+    assert counts.get("revenuecat.customer", 0) <= 1, counts
+    assert counts.get("amplitude.users", 0) + counts.get("revenuecat.customer", 0) >= 1, counts
+
+
+@pytest.mark.parametrize("user_id", ["%2e%2e", "%2E", "..%2f..", "a%2F..%2F.."])
+async def test_a_user_id_of_dots_reaches_the_customer_endpoint_as_one_segment(
+    served: Served, sandbox: SandboxState, user_id: str
+) -> None:
+    async with httpx2.AsyncClient(base_url=served.base_url, timeout=20) as client:
+        with anyio.fail_after(20):
+            response = await client.get(f"/api/kpi/user/{user_id}", headers=reader())
+    assert response.status_code == 404, response.text
+    counts = sandbox.counts
+    assert counts.get("revenuecat.customer") == 1, counts
+    assert set(counts) <= {"revenuecat.customer", "amplitude.usersearch"}, counts
+
+
+async def test_the_sandbox_decodes_a_percent_encoded_id_into_one_segment(
+    sandbox_server: SandboxServer, sandbox: SandboxState
+) -> None:
+    project = "/v2/projects/projsandbox1"
+    headers = {"Authorization": "Bearer " + sandbox_server.state.revenuecat_api_key}
+    async with httpx2.AsyncClient(base_url=sandbox_server.base_url, headers=headers) as client:
+        for segment in ("%2E%2E", "%2E", "a%2Fb", "a%2F..%2F.."):
+            response = await client.get(f"{project}/customers/{segment}")
+            assert response.status_code == 404, (segment, response.text)
+            assert response.json()["type"] == "resource_missing"
+        known = await client.get(f"{project}/customers/%75ser_00000")
+        assert known.status_code == 200, known.text
+    assert sandbox.counts == {"revenuecat.customer": 5}
