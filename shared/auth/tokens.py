@@ -8,6 +8,7 @@ token, a claim value or a key.
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 import time
@@ -139,6 +140,7 @@ class TokenVerifier:
         else:
             raise _reject("unsupported algorithm")
         claims = self._decode(token, key, alg)
+        _check_numeric_dates(claims)
         return _principal(claims)
 
     async def aclose(self) -> None:
@@ -190,7 +192,7 @@ class TokenVerifier:
             raise _reject("unsupported algorithm") from None
         except jwt.InvalidKeyError:
             raise _reject("unusable verification key") from None
-        except (jwt.PyJWTError, ValueError, TypeError):
+        except (jwt.PyJWTError, ValueError, TypeError, OverflowError):
             raise _reject("malformed token") from None
 
     async def _jwks_key(self, alg: str, kid: str | None) -> jwt.PyJWK:
@@ -318,6 +320,20 @@ def _parse_jwk(entry: object) -> jwt.PyJWK | None:
     return key
 
 
+TIME_CLAIMS = ("exp", "nbf", "iat")
+
+
+def _check_numeric_dates(claims: Mapping[str, object]) -> None:
+    """`exp`, `nbf` and `iat`, when present, are RFC 7519 NumericDates: JSON numbers, finite. PyJWT also accepts a
+    string of digits, which the rest of the service would read as "no expiry"."""
+    for name in TIME_CLAIMS:
+        if name not in claims:
+            continue
+        value = claims[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise _reject(f"{name} is not a NumericDate")
+
+
 def _missing_claim_reason(claim: str) -> str:
     if claim == "aud":
         return "wrong audience"
@@ -348,7 +364,7 @@ def _principal(claims: Mapping[str, object]) -> Principal:
     roles = _strings(claims.get("role")) | _strings(claims.get("roles"))
     jti = claims.get("jti")
     exp = claims.get("exp")
-    expires_at = int(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+    expires_at = math.floor(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
     return Principal(
         subject=subject,
         scopes=scopes,
