@@ -37,8 +37,10 @@ def _settings(**overrides: Any) -> Settings:
     return Settings.model_validate({**base.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
 
 
-def banner(settings: Settings) -> str:
-    """The sandbox start-up banner: where to go, a ready token, and a curl line that works as printed."""
+def banner(settings: Settings, *, given_secret: bool = False) -> str:
+    """The sandbox start-up banner: where to go, a ready token, and a curl line that works as printed.
+    `given_secret`: KPI_JWT_SECRET came from the operator (not made up for this process), so the token works on
+    every instance sharing it."""
     secret = settings.KPI_JWT_SECRET.get_secret_value() if settings.KPI_JWT_SECRET else None
     base = settings.KPI_PUBLIC_URL
     lines = [
@@ -61,7 +63,12 @@ def banner(settings: Settings) -> str:
             audience=settings.KPI_JWT_AUDIENCE,
         )
         lines.append(f"  Token:     {token}")
-        lines.append("             (kpi:read, valid 8 h, signed with this process's secret)")
+        signed = (
+            "signed with KPI_JWT_SECRET: valid on every instance sharing that secret"
+            if given_secret
+            else "signed with this process's secret"
+        )
+        lines.append(f"             (kpi:read, valid 8 h, {signed})")
         lines.append(
             f'  Try:       curl -s -H "Authorization: Bearer {token}" {shlex.quote(base + "/api/kpi/overview")}'
         )
@@ -89,9 +96,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         return serve_workers(args, settings)
 
+    given_secret = settings.KPI_JWT_SECRET is not None
+
     def on_ready(effective: Settings) -> None:
         if effective.KPI_SANDBOX:
-            print(banner(effective), file=sys.stderr, flush=True)
+            print(banner(effective, given_secret=given_secret), file=sys.stderr, flush=True)
 
     app = create_app(settings, on_ready=on_ready)
     # No per-request access log: the audit log already writes one structured line per KPI call.
@@ -126,6 +135,7 @@ def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
     log = logging.getLogger("loop_kpi")
     if settings.KPI_REDIS_URL is None:
         log.warning("--workers without KPI_REDIS_URL: each worker keeps its own cache and upstream budget")
+    given_secret = settings.KPI_JWT_SECRET is not None
     if settings.KPI_SANDBOX:
         settings = with_ephemeral_secret(settings)
     with sandbox_upstreams(settings) as effective:
@@ -135,7 +145,7 @@ def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
             env |= {"KPI_NO_AUTH": "1"} if settings.KPI_NO_AUTH else {}
             if settings.KPI_JWT_SECRET is not None:
                 env["KPI_JWT_SECRET"] = settings.KPI_JWT_SECRET.get_secret_value()
-            print(banner(effective), file=sys.stderr, flush=True)
+            print(banner(effective, given_secret=given_secret), file=sys.stderr, flush=True)
         os.environ.update(env)
         uvicorn.run(
             "api.cli:worker_app",

@@ -347,12 +347,14 @@ def _missing_claim_reason(claim: str) -> str:
 
 
 def _strings(value: object) -> frozenset[str]:
-    """Names from a space-separated string or a list of strings; anything else (or inside) is ignored."""
+    """Names from a string separated by the space character only (RFC 6749 §3.3: a tab or a non-breaking space is
+    part of a name, not a separator) or a list of names (each taken as it is; one holding a space is no name);
+    anything else is ignored."""
     if isinstance(value, str):
-        return frozenset(value.split())
+        return frozenset(name for name in value.split(" ") if name)
     if isinstance(value, list):
         items = cast("list[object]", value)
-        return frozenset(item.strip() for item in items if isinstance(item, str) and item.strip())
+        return frozenset(item for item in items if isinstance(item, str) and item and " " not in item)
     return frozenset()
 
 

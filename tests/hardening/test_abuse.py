@@ -73,3 +73,25 @@ async def test_the_sandbox_decodes_a_percent_encoded_id_into_one_segment(
         known = await client.get(f"{project}/customers/%75ser_00000")
         assert known.status_code == 200, known.text
     assert sandbox.counts == {"revenuecat.customer": 5}
+
+
+@pytest.mark.parametrize("path", ["/api/kpi/overview", "/mcp"])
+async def test_two_authorization_headers_are_refused_with_a_400_problem(served: Served, path: str) -> None:
+    headers = [("Authorization", f"Bearer {token()}"), ("Authorization", "Bearer someone-else")]
+    async with httpx2.AsyncClient(base_url=served.base_url, timeout=20) as client:
+        with anyio.fail_after(20):
+            response = await client.get(path, headers=headers)
+            swapped = await client.get(path, headers=headers[::-1])
+    for answer in (response, swapped):
+        assert answer.status_code == 400, answer.text
+        assert answer.headers["content-type"].startswith("application/problem+json")
+        assert "Authorization" in answer.json()["detail"]
+
+
+def test_the_sandbox_banner_says_a_given_secret_signs_tokens_valid_on_every_instance_sharing_it(
+    served: Served,
+) -> None:
+    log = served.log()
+    assert "Token:" in log
+    assert "valid on every instance sharing that secret" in log
+    assert "this process's secret" not in log

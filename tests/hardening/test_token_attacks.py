@@ -212,6 +212,16 @@ ATTACKS: tuple[Attack, ...] = (
     Attack(
         "scope list whose one item holds two names", lambda: hs256(claims(scope=[f"openid {KPI_READ}"])), "hs256", 403
     ),
+    Attack(
+        "scope separated by a non-breaking space", lambda: hs256(claims(scope=f"openid\u00a0{KPI_READ}")), "hs256", 403
+    ),
+    Attack("scope separated by a tab", lambda: hs256(claims(scope=f"openid\t{KPI_READ}")), "hs256", 403),
+    Attack(
+        "scope list item padded with a non-breaking space",
+        lambda: hs256(claims(scope=[f"{KPI_READ}\u00a0"])),
+        "hs256",
+        403,
+    ),
     Attack("a scope that only starts like kpi:read", lambda: hs256(claims(scope="kpi:reader")), "hs256", 403),
     Attack("scope as an object", lambda: hs256(claims(scope={KPI_READ: True})), "hs256", 403),
     Attack(
