@@ -99,12 +99,18 @@ async def open_runtime(
         link: RedisLink | None = None
         store: WindowStore | None = None
         if settings.KPI_REDIS_URL is not None and settings.KPI_REDIS_URL.get_secret_value().strip():
-            link = RedisLink(settings.KPI_REDIS_URL.get_secret_value().strip(), prefix=f"loop-kpi:{data_source}")
+            link = RedisLink(
+                settings.KPI_REDIS_URL.get_secret_value().strip(),
+                prefix=f"loop-kpi:{data_source}",
+                max_block=settings.KPI_MAX_UPSTREAM_BLOCK,
+            )
             stack.push_async_callback(link.aclose)
             store = SharedWindowStore(link, fallback_share=settings.KPI_REDIS_FALLBACK_SHARE)
 
         def window(capacity: float, seconds: float, source: Source, name: str) -> WindowLimiter:
-            return WindowLimiter(capacity, seconds, source=source, name=name, store=store)
+            return WindowLimiter(
+                capacity, seconds, source=source, name=name, store=store, max_block=settings.KPI_MAX_UPSTREAM_BLOCK
+            )
 
         tasks = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(tasks.cancel_scope.cancel)  # runs first on exit: stop computations nobody awaits
@@ -116,6 +122,7 @@ async def open_runtime(
                 deadline=deadline,
                 retries=settings.KPI_UPSTREAM_RETRIES,
                 max_retry_wait=settings.KPI_RETRY_MAX_WAIT,
+                max_block=settings.KPI_MAX_UPSTREAM_BLOCK,
             )
 
         if settings.amplitude_configured:

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     KPI_REQUEST_DEADLINE: float = Field(default=25.0, gt=0, description="Seconds one operation may take in all.")
     KPI_UPSTREAM_RETRIES: int = Field(default=2, ge=0, le=5, description="Retries of a failed idempotent GET.")
     KPI_RETRY_MAX_WAIT: float = Field(default=10.0, ge=0, description="Longest Retry-After the service waits out.")
+    KPI_MAX_UPSTREAM_BLOCK: float = Field(
+        default=300.0, gt=0, description="Longest an upstream's Retry-After or backoff_ms blocks its budget (seconds)."
+    )
 
     # Upstream budgets (upstream-apis.md §1.11, §2.9); RevenueCat's headers update its per-minute limits.
     KPI_AMPLITUDE_CONCURRENCY: int = Field(default=5, ge=1)

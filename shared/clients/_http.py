@@ -16,7 +16,7 @@ import anyio
 import httpx2
 from pydantic import BaseModel, ValidationError
 
-from shared.budget import Gate, remaining_time
+from shared.budget import DEFAULT_MAX_BLOCK, Gate, remaining_time
 from shared.errors import (
     Source,
     UpstreamAuthError,
@@ -95,6 +95,7 @@ class UpstreamHttp:
         deadline: float,
         retries: int = 2,
         max_retry_wait: float = 10.0,
+        max_block: float = DEFAULT_MAX_BLOCK,
         rng: random.Random | None = None,
     ) -> None:
         self._client = client
@@ -102,6 +103,7 @@ class UpstreamHttp:
         self._deadline = deadline
         self._retries = retries
         self._max_retry_wait = max_retry_wait
+        self.max_block = max_block
         self._random = rng or random.Random()
         self.retries_made = 0
 
@@ -180,8 +182,15 @@ class UpstreamHttp:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if retry_after is None:
                 retry_after = _backoff_seconds(response) or DEFAULT_RETRY_AFTER
+            capped = ""
+            if retry_after > self.max_block:
+                capped = (
+                    f" ({self.source} asked for {retry_after} s; the service caps an upstream's wait at "
+                    f"{self.max_block:g} s)"
+                )
+                retry_after = max(1, math.ceil(self.max_block))
             raise UpstreamRateLimitedError(
-                f"{self.source} is rate-limiting the service; retry in {retry_after} s.",
+                f"{self.source} is rate-limiting the service; retry in {retry_after} s{capped}.",
                 source=self.source,
                 retry_after=retry_after,
             )

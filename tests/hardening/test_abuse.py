@@ -10,7 +10,7 @@ import anyio
 import httpx2
 import pytest
 
-from shared.sandbox import SandboxServer, SandboxState
+from shared.sandbox import FaultSpec, SandboxServer, SandboxState
 from tests.conftest import token
 
 from .served import Served, loop_kpi_serve
@@ -95,3 +95,25 @@ def test_the_sandbox_banner_says_a_given_secret_signs_tokens_valid_on_every_inst
     assert "Token:" in log
     assert "valid on every instance sharing that secret" in log
     assert "this process's secret" not in log
+
+
+async def test_a_year_long_retry_after_blocks_the_budget_only_up_to_the_configured_cap(
+    sandbox_server: SandboxServer, sandbox: SandboxState, tmp_path: Path
+) -> None:
+    env = {"KPI_MAX_UPSTREAM_BLOCK": "2", "KPI_UPSTREAM_RETRIES": "0", "KPI_CACHE_TTL_PARTIAL": "0"}
+    with loop_kpi_serve(sandbox_server.base_url, tmp_path, **env) as capped:
+        sandbox.inject("revenuecat.overview", FaultSpec(status=429, retry_after=31_536_000, times=1))
+        async with httpx2.AsyncClient(base_url=capped.base_url, timeout=20, headers=reader()) as client:
+            with anyio.fail_after(20):
+                refused = await client.get("/api/kpi/overview")
+                assert refused.status_code == 200, refused.text
+                (error,) = [s["error"] for s in refused.json()["sources"] if s["source"] == "revenuecat"]
+                assert error["status"] == 503 and error["retry_after"] <= 2, error
+                assert "asked for 31536000 s" in error["detail"], error
+                assert "caps an upstream's wait at 2 s" in error["detail"], error
+                for _ in range(80):  # polling until the capped block ends (2 s), bounded by fail_after
+                    if (await client.get("/api/kpi/overview")).json()["revenuecat"] is not None:
+                        break
+                    await anyio.sleep(0.2)
+                else:
+                    pytest.fail("the budget stayed blocked past the cap")
