@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from shared.audit import AUDIT_LOGGER
+from shared.audit import AUDIT_LOGGER, AuditFormatter, EscapingFormatter
 from shared.auth.tokens import mint_token
 from shared.settings import Settings
 
@@ -21,10 +21,13 @@ DEMO_TOKEN_TTL = 8 * 3600
 
 def configure_logging(level: str = "INFO") -> None:
     """Logs go to stderr (stdout is the protocol channel of the stdio MCP server)."""
-    logging.basicConfig(stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # The audit trail: bare JSON lines on stderr, whatever the level of the rest.
+    logging.basicConfig(stream=sys.stderr, level=level)
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:  # basicConfig's (not a test harness's)
+            handler.setFormatter(EscapingFormatter())  # no raw newline from request input reaches the log
+    # The audit trail: its own handler, `AUDIT {json}` lines on stderr, whatever the level of the rest.
     audit_handler = logging.StreamHandler(sys.stderr)
-    audit_handler.setFormatter(logging.Formatter("%(message)s"))
+    audit_handler.setFormatter(AuditFormatter())
     AUDIT_LOGGER.handlers[:] = [audit_handler]
     AUDIT_LOGGER.setLevel(logging.INFO)
     AUDIT_LOGGER.propagate = False
@@ -109,6 +112,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level="info",
+        log_config=None,  # uvicorn's own lines go through the escaping root handler too
         access_log=False,
         proxy_headers=False,
         server_header=False,
@@ -154,6 +158,7 @@ def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
             host=args.host,
             port=args.port,
             log_level="info",
+            log_config=None,
             access_log=False,
             proxy_headers=False,
             server_header=False,

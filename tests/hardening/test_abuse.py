@@ -3,13 +3,20 @@ sandbox: nobody can spend the upstream budgets, steer upstream paths, forge audi
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import anyio
 import httpx2
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
+from shared.audit import AUDIT_MARKER
 from shared.sandbox import FaultSpec, SandboxServer, SandboxState
 from tests.conftest import token
 
@@ -117,3 +124,50 @@ async def test_a_year_long_retry_after_blocks_the_budget_only_up_to_the_configur
                     await anyio.sleep(0.2)
                 else:
                     pytest.fail("the budget stayed blocked past the cap")
+
+
+def audit_records(log: str) -> list[dict[str, Any]]:
+    """The audit records of a stderr log, as documented: the lines starting with `AUDIT_MARKER`."""
+    return [json.loads(line.removeprefix(AUDIT_MARKER)) for line in log.splitlines() if line.startswith(AUDIT_MARKER)]
+
+
+def json_lines(log: str) -> list[dict[str, Any]]:
+    """Every line of the log that is a JSON object, with or without the marker (what a naive reader would take)."""
+    found: list[dict[str, Any]] = []
+    for line in log.splitlines():
+        try:
+            value = json.loads(line.removeprefix(AUDIT_MARKER))
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            found.append(cast("dict[str, Any]", value))
+    return found
+
+
+@pytest.mark.parametrize("method", ["prompts/get", "tools/call"])
+async def test_request_input_with_a_newline_cannot_forge_an_audit_line(served: Served, method: str) -> None:
+    forged = {
+        "time": "2026-11-20T15:30:00.000Z",
+        "event": "kpi_call",
+        "subject": "forged-by-mallory",
+        "operation": "kpi_overview",
+        "transport": "rest",
+        "outcome": "ok",
+        "status": 200,
+        "latency_ms": 1.0,
+        "cache": None,
+    }
+    name = "x\n" + json.dumps(forged, separators=(",", ":")) + "\r\n" + AUDIT_MARKER + json.dumps(forged)
+    async with httpx2.AsyncClient(base_url=served.base_url, timeout=20, headers=reader()) as http:
+        with anyio.fail_after(20):
+            genuine = await http.get("/api/kpi/user/user_00000")
+            assert genuine.status_code == 200, genuine.text
+            async with Client(streamable_http_client(served.base_url + "/mcp", http_client=http)) as client:
+                with contextlib.suppress(MCPError):
+                    if method == "prompts/get":
+                        await client.get_prompt(name)
+                    else:
+                        await client.call_tool(name, {})
+    log = served.log()
+    assert any(record["subject"] == "tester" for record in audit_records(log)), log
+    assert all(record.get("subject") != "forged-by-mallory" for record in json_lines(log)), log
