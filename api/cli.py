@@ -83,6 +83,7 @@ def banner(settings: Settings, *, given_secret: bool = False) -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from api.connections import server_limits
     from api.main import create_app
 
     configure_logging()
@@ -114,6 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level="info",
         log_config=None,  # uvicorn's own lines go through the escaping root handler too
         access_log=False,
+        **server_limits(settings),
         proxy_headers=False,
         server_header=False,
     )
@@ -122,9 +124,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def worker_app() -> FastAPI:
     """The app of one `--workers` process: logging as in the parent, settings from the environment."""
+    from api.connections import server_limits
     from api.main import create_app
 
     configure_logging()
+    server_limits(Settings())  # this worker's header timeout (uvicorn's parent passed the rest)
     return create_app()
 
 
@@ -133,6 +137,7 @@ def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
     worker (the sandbox, the JWT secret) is made here once and handed down through the environment."""
     import uvicorn
 
+    from api.connections import server_limits
     from api.main import with_ephemeral_secret
     from shared.runtime import sandbox_upstreams
 
@@ -160,6 +165,7 @@ def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
             log_level="info",
             log_config=None,
             access_log=False,
+            **server_limits(settings),
             proxy_headers=False,
             server_header=False,
         )

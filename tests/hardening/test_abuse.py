@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -27,7 +29,8 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture(scope="module")
 def served(sandbox_server: SandboxServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    with loop_kpi_serve(sandbox_server.base_url, tmp_path_factory.mktemp("abuse")) as running:
+    limits = {"KPI_HEADER_TIMEOUT": "1", "KPI_MAX_HEADER_BYTES": "16384"}
+    with loop_kpi_serve(sandbox_server.base_url, tmp_path_factory.mktemp("abuse"), **limits) as running:
         yield running
 
 
@@ -171,3 +174,40 @@ async def test_request_input_with_a_newline_cannot_forge_an_audit_line(served: S
     log = served.log()
     assert any(record["subject"] == "tester" for record in audit_records(log)), log
     assert all(record.get("subject") != "forged-by-mallory" for record in json_lines(log)), log
+
+
+def test_a_slowloris_connection_is_closed_once_the_header_timeout_passes(served: Served) -> None:
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        closed = False
+        for index in range(100):  # one header line every 0.1 s: never finished, never idle
+            try:
+                sock.sendall(f"X-Slow-{index}: a\r\n".encode())
+                sock.settimeout(0.1)
+                closed = sock.recv(1024) == b""
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+            if closed:
+                break
+    assert closed, "the server kept a never-ending header open for 10 s"
+    assert time.monotonic() - started < 5
+
+
+def test_an_oversized_header_is_refused_without_being_read_to_the_end(served: Served) -> None:
+    with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
+        sent_all = False
+        try:
+            for _ in range(8 * 1024):  # up to 8 MB, never ending the header
+                sock.sendall(b"a" * 1024)
+            sent_all = True
+        except OSError:
+            pass  # the server closed the connection while we were still sending
+        try:
+            answer = sock.recv(1024)
+        except OSError:
+            answer = b""
+    assert not sent_all or answer.startswith(b"HTTP/1.1 4"), "the server read an 8 MB header"
