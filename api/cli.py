@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from shared.audit import AUDIT_LOGGER
+from shared.audit import AUDIT_LOGGER, AuditFormatter, EscapingFormatter
 from shared.auth.allowlist import UnknownOperationError, resolve_allowlist
 from shared.auth.tokens import mint_token
 from shared.settings import Settings
@@ -76,10 +76,13 @@ def warn_unconfigured_sources(settings: Settings) -> None:
 
 def configure_logging(level: str = "INFO") -> None:
     """Logs go to stderr (stdout is the protocol channel of the stdio MCP server)."""
-    logging.basicConfig(stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # The audit trail: bare JSON lines on stderr, whatever the level of the rest.
+    logging.basicConfig(stream=sys.stderr, level=level)
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:  # basicConfig's (not a test harness's)
+            handler.setFormatter(EscapingFormatter())  # no raw newline from request input reaches the log
+    # The audit trail: its own handler, `AUDIT {json}` lines on stderr, whatever the level of the rest.
     audit_handler = logging.StreamHandler(sys.stderr)
-    audit_handler.setFormatter(logging.Formatter("%(message)s"))
+    audit_handler.setFormatter(AuditFormatter())
     AUDIT_LOGGER.handlers[:] = [audit_handler]
     AUDIT_LOGGER.setLevel(logging.INFO)
     AUDIT_LOGGER.propagate = False
@@ -92,8 +95,10 @@ def _settings(**overrides: Any) -> Settings:
     return Settings.model_validate({**base.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
 
 
-def banner(settings: Settings) -> str:
-    """The sandbox start-up banner: where to go, a ready token, and a curl line that works as printed."""
+def banner(settings: Settings, *, given_secret: bool = False) -> str:
+    """The sandbox start-up banner: where to go, a ready token, and a curl line that works as printed.
+    `given_secret`: KPI_JWT_SECRET came from the operator (not made up for this process), so the token works on
+    every instance sharing it."""
     secret = settings.KPI_JWT_SECRET.get_secret_value() if settings.KPI_JWT_SECRET else None
     base = settings.KPI_PUBLIC_URL
     lines = [
@@ -117,7 +122,12 @@ def banner(settings: Settings) -> str:
         )
         lines.append(f"  Dashboard: {base}/dashboard#token={token}")
         lines.append(f"  Token:     {token}")
-        lines.append("             (kpi:read, valid 8 h, signed with this process's secret)")
+        signed = (
+            "signed with KPI_JWT_SECRET: valid on every instance sharing that secret"
+            if given_secret
+            else "signed with this process's secret"
+        )
+        lines.append(f"             (kpi:read, valid 8 h, {signed})")
         lines.append(
             f'  Try:       curl -s -H "Authorization: Bearer {token}" {shlex.quote(base + "/api/kpi/overview")}'
         )
@@ -129,6 +139,7 @@ def banner(settings: Settings) -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from api.connections import server_limits
     from api.main import create_app
 
     configure_logging()
@@ -150,9 +161,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         return serve_workers(args, settings)
 
+    given_secret = settings.KPI_JWT_SECRET is not None
+
     def on_ready(effective: Settings) -> None:
         if effective.KPI_SANDBOX:
-            print(banner(effective), file=sys.stderr, flush=True)
+            print(banner(effective, given_secret=given_secret), file=sys.stderr, flush=True)
 
     app = create_app(settings, on_ready=on_ready)
     # No per-request access log: the audit log already writes one structured line per KPI call.
@@ -161,7 +174,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level="info",
+        log_config=None,  # uvicorn's own lines go through the escaping root handler too
         access_log=False,
+        **server_limits(settings),
         proxy_headers=False,
         server_header=False,
     )
@@ -170,9 +185,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def worker_app() -> FastAPI:
     """The app of one `--workers` process: logging as in the parent, settings from the environment."""
+    from api.connections import server_limits
     from api.main import create_app
 
     configure_logging()
+    server_limits(Settings())  # this worker's header timeout (uvicorn's parent passed the rest)
     return create_app()
 
 
@@ -181,12 +198,14 @@ def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
     worker (the sandbox, the JWT secret) is made here once and handed down through the environment."""
     import uvicorn
 
+    from api.connections import server_limits
     from api.main import with_ephemeral_secret
     from shared.runtime import sandbox_upstreams
 
     log = logging.getLogger("loop_kpi")
     if settings.KPI_REDIS_URL is None:
         log.warning("--workers without KPI_REDIS_URL: each worker keeps its own cache and upstream budget")
+    given_secret = settings.KPI_JWT_SECRET is not None
     if settings.KPI_SANDBOX:
         settings = with_ephemeral_secret(settings)
     with sandbox_upstreams(settings) as effective:
@@ -196,7 +215,7 @@ def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
             env |= {"KPI_NO_AUTH": "1"} if settings.KPI_NO_AUTH else {}
             if settings.KPI_JWT_SECRET is not None:
                 env["KPI_JWT_SECRET"] = settings.KPI_JWT_SECRET.get_secret_value()
-            print(banner(effective), file=sys.stderr, flush=True)
+            print(banner(effective, given_secret=given_secret), file=sys.stderr, flush=True)
         os.environ.update(env)
         uvicorn.run(
             "api.cli:worker_app",
@@ -205,7 +224,9 @@ def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
             host=args.host,
             port=args.port,
             log_level="info",
+            log_config=None,
             access_log=False,
+            **server_limits(settings),
             proxy_headers=False,
             server_header=False,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Literal
+from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -77,7 +78,8 @@ def _v2(state: SandboxState, name: str, domain: Domain, handler: V2Handler) -> C
 
 
 def _path(request: Request, name: str) -> str:
-    return str(request.path_params[name])
+    """A path parameter, percent-decoded (the app routes on the raw path: `RawPathRouting`)."""
+    return unquote(str(request.path_params[name]))
 
 
 def _url(request: Request) -> str:

@@ -10,6 +10,8 @@ from typing import Self
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .amplitude import amplitude_routes
 from .control import control_routes
@@ -21,10 +23,28 @@ _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 5.0
 
 
+class RawPathRouting:
+    """Route on the path as sent, still percent-encoded, as the vendors do: an id sent as `a%2Fb` or `%2E%2E` stays
+    one segment (handlers decode path parameters themselves), where routing on the decoded path would split it or
+    resolve it as a dot segment."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = scope.get("raw_path") if scope["type"] == "http" else None
+        if isinstance(raw, bytes):
+            scope = {**scope, "path": raw.decode("latin-1")}
+        await self.app(scope, receive, send)
+
+
 def create_sandbox_app(state: SandboxState | None = None) -> Starlette:
     """One Starlette app: ``/api/2/*`` Amplitude, ``/v1/*`` + ``/v2/*`` RevenueCat, ``/_sandbox/*`` control."""
     state = state or SandboxState()
-    app = Starlette(routes=[*amplitude_routes(state), *revenuecat_routes(state), *control_routes(state)])
+    app = Starlette(
+        routes=[*amplitude_routes(state), *revenuecat_routes(state), *control_routes(state)],
+        middleware=[Middleware(RawPathRouting)],
+    )
     app.state.sandbox = state
     return app
 
