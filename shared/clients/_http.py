@@ -24,6 +24,7 @@ from shared.errors import (
     UpstreamRateLimitedError,
     UpstreamTimeoutError,
 )
+from shared.provenance import record
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 QueryParams = Mapping[str, str | int] | httpx2.QueryParams
@@ -119,6 +120,7 @@ class UpstreamHttp:
     ) -> httpx2.Response:
         """GET `path` within the upstream budget, retrying timeouts, 5xx and 429 with jittered backoff while the
         caller's deadline allows; other 4xx are never retried."""
+        record("GET", path, params)
         attempt = 0
         previous: UpstreamError | None = None
         while True:

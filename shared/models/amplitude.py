@@ -29,7 +29,7 @@ class UsersResponse(_Wire):
 class FunnelElement(_Wire):
     """One element (segment or group) of `GET /api/2/funnels` `data`."""
 
-    events: list[str]
+    events: list[str] = Field(default_factory=list[str])
     cumulative_raw: list[float] = Field(alias="cumulativeRaw")
     cumulative: list[float]
     step_by_step: list[float] = Field(alias="stepByStep")
@@ -66,7 +66,7 @@ class ActivityEvent(_Wire):
     """An event of `useractivity`; only these four fields are relied on (the rest is UNCONFIRMED)."""
 
     event_type: str
-    event_time: str
+    event_time: str | None = None
     event_properties: dict[str, Any] = Field(default_factory=dict[str, Any])
     session_id: int | None = None
 

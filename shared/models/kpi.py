@@ -10,7 +10,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-Source = Literal["amplitude", "revenuecat"]
+from shared.errors import Source  # the one Source type, used by the models' users as `m.Source` too
+from shared.models import definitions as d
+
 DataSource = Literal["live", "sandbox"]
 Resolution = Literal["day", "week", "month"]
 FunnelMode = Literal["ordered", "unordered", "sequential"]
@@ -62,6 +64,54 @@ class SourceStatus(_Model):
     error: SourceProblem | None = None
 
 
+PeriodBasis = Literal[
+    "utc_day",
+    "last_complete_day",
+    "month_to_date",
+    "calendar_month",
+    "date_range",
+    "trailing_28_days",
+    "snapshot",
+    "original_transaction_period",
+    "trial_start_period",
+    "all_time",
+]
+
+
+class FigureWarning(_Model):
+    """A figure this result could not give (null) or had to derive, and why."""
+
+    figure: str = Field(
+        description="The figure's field path in this result, e.g. `revenuecat.mrr` or `periods[].transactions`."
+    )
+    source: Source
+    reason: str = Field(description="Why, in plain words (which part of the upstream answer was missing or odd).")
+
+
+class Provenance(_Model):
+    """Where a group of figures came from: enough to cite them, or reproduce them in the vendor's own tools."""
+
+    figures: list[str] = Field(description="Field paths of the figures this entry explains.")
+    source: Source
+    requests: list[str] = Field(
+        description="The upstream requests that produced them: method, path and non-secret parameters."
+    )
+    period_start: date | None = Field(description="First day covered (UTC), when the figures cover a period.")
+    period_end: date | None = Field(description="Last day covered (UTC, inclusive).")
+    period_basis: PeriodBasis = Field(
+        description="How the period is counted: one UTC day, the last complete day, month to date, calendar months, "
+        "a date range, the trailing 28 days, a snapshot now, the period of the original transaction or of the "
+        "trial start, or the user's whole history."
+    )
+    definition: str = Field(description="What the figures mean.")
+    fetched_at: datetime = Field(
+        description="When the service read the upstream answer (UTC); a figure's age when served is now minus this."
+    )
+    upstream_updated_at: datetime | None = Field(
+        default=None, description="When the vendor says it last computed these figures, when it says so."
+    )
+
+
 class ResultMeta(_Model):
     """Provenance common to every result."""
 
@@ -69,6 +119,14 @@ class ResultMeta(_Model):
     generated_at: datetime = Field(description="When the service computed this result (UTC).")
     partial: bool = Field(default=False, description="True when a source failed and its part of the result is missing.")
     sources: list[SourceStatus] = Field(default_factory=list[SourceStatus])
+    warnings: list[FigureWarning] = Field(
+        default_factory=list[FigureWarning],
+        description="One entry per figure that is null (or derived) because part of an upstream answer was missing, "
+        "renamed or unusable; `partial` stays about whole sources.",
+    )
+    provenance: list[Provenance] = Field(
+        default_factory=list[Provenance], description="Where each group of figures came from and what it means."
+    )
 
 
 # ---------------------------------------------------------------------------------------------- overview
@@ -79,24 +137,25 @@ class OverviewQuery(_Model):
 
 
 class AmplitudeOverview(_Model):
-    dau: int = Field(description="Distinct active users on `dau_date`, the last complete day (Amplitude).")
+    dau: int | None = Field(description=d.DAU + " On `dau_date`, the last complete day.")
     dau_date: date
-    mau: int = Field(description="Distinct active users from `month_start` to `as_of` (month to date).")
-    new_users: int = Field(description="Users first seen from `month_start` to `as_of`.")
+    mau: int | None = Field(description=d.MAU_TO_DATE)
+    new_users: int | None = Field(description=d.NEW_USERS + " From `month_start` to `as_of`.")
     month_start: date
-    month_partial: bool = Field(description="True when the month is not over.")
+    month_partial: bool = Field(
+        description="True when the figures do not cover the whole month: counted to a day before its end, or to "
+        "today, which is not over."
+    )
 
 
 class RevenueCatOverview(_Model):
     currency: str
-    mrr: float | None = Field(description="Monthly recurring revenue now.")
-    revenue_28d: float | None = Field(description="Gross revenue of the last 28 days (before store fees and taxes).")
-    active_subscriptions: int | None = Field(description="Including cancelled-but-unexpired and grace period.")
-    active_trials: int | None
-    new_customers_28d: int | None
-    active_users_28d: int | None = Field(
-        description="App user ids seen by the RevenueCat SDK in 28 days; not comparable with Amplitude MAU."
-    )
+    mrr: float | None = Field(description=d.MRR)
+    revenue_28d: float | None = Field(description=d.REVENUE_28D)
+    active_subscriptions: int | None = Field(description=d.ACTIVE_SUBSCRIPTIONS)
+    active_trials: int | None = Field(description=d.ACTIVE_TRIALS)
+    new_customers_28d: int | None = Field(description=d.NEW_CUSTOMERS_28D)
+    active_users_28d: int | None = Field(description=d.ACTIVE_USERS_28D)
     last_updated_at: datetime | None = Field(description="When RevenueCat last computed these (may lag 1-2 h).")
 
 
@@ -122,10 +181,10 @@ class MauMonth(_Model):
     month: str = Field(description="`YYYY-MM`.", examples=["2026-10"])
     start: date
     end: date = Field(description="Last day counted (today for the current month).")
-    active_users: int
+    active_users: int | None = Field(description=d.MAU_MONTH)
     change: int | None = Field(description="Difference from the previous month; null for the first month.")
     change_pct: float | None = Field(description="Percent change from the previous month; null when undefined.")
-    partial: bool = Field(description="True for a month not over yet.")
+    partial: bool = Field(description="True for a month not over yet (the current month, its last day included).")
 
 
 class MauResult(ResultMeta):
@@ -162,7 +221,7 @@ class TrialConversion(_Model):
     """RevenueCat's `trial_conversion_rate` chart over the same range."""
 
     conversion_rate_pct: float | None = Field(description="Conversions / trials over complete periods, in percent.")
-    trials: int | None
+    trials: int | None = Field(description=d.TRIAL_CONVERSION)
     conversions: int | None
     incomplete_periods: int = Field(description="Recent periods whose trials may still convert (excluded above).")
 
@@ -224,7 +283,7 @@ class SubscriptionSummary(_Model):
     product_id: str | None
     status: str
     store: str | None
-    starts_at: datetime
+    starts_at: datetime | None
     current_period_ends_at: datetime | None
     auto_renewal_status: str | None
     gives_access: bool
@@ -268,19 +327,19 @@ class RefundAnalysisQuery(_Model):
 class RefundPeriod(_Model):
     period_start: date
     segment: str | None = Field(description="Segment value when segmented, else null.")
-    refund_rate_pct: float | None = Field(description="Refunded / paid transactions of this period, in percent.")
+    refund_rate_pct: float | None = Field(description=d.REFUND_RATE)
     refunded_transactions: int | None
     transactions: int | None
-    revenue: float | None = Field(description="Revenue net of refunds of this period's transactions.")
-    incomplete: bool = Field(description="Recent period whose figures may still change.")
+    revenue: float | None = Field(description=d.PERIOD_REVENUE)
+    incomplete: bool = Field(description="Recent or current period whose figures may still change.")
 
 
 class RefundSummary(_Model):
-    transactions: int
-    refunded_transactions: int
+    transactions: int | None = Field(description="Paid transactions of the complete periods.")
+    refunded_transactions: int | None
     refund_rate_pct: float | None = Field(description="Over complete periods: refunded / transactions, in percent.")
     average_period_refund_rate_pct: float | None
-    revenue: float
+    revenue: float | None = Field(description="Revenue net of refunds over all periods, in USD.")
     incomplete_periods: int
 
 

@@ -20,7 +20,7 @@ class OverviewMetric(_Wire):
     name: str | None = None
     unit: str | None = None
     period: str | None = None
-    value: float
+    value: float | None = None
     last_updated_at: int | None = None
 
 
@@ -40,7 +40,7 @@ class ChartOptions(_Wire):
 
 
 class ChartMeasure(_Wire):
-    display_name: str
+    display_name: str = ""
     unit: str | None = None
 
 
@@ -61,10 +61,13 @@ class ChartSegment(_Wire):
 
 
 class ChartData(_Wire):
+    """A chart's data. `values` is read by `shared.services.charts`: the vendor documents it as "array of arrays of
+    numbers, or objects, varies by chart", so its items are validated there, one by one."""
+
     category: str | None = None
-    display_name: str
-    resolution: str
-    values: list[ChartPoint] = Field(default_factory=list[ChartPoint])
+    display_name: str = ""
+    resolution: str | None = None
+    values: list[Any]  # required: a chart answer without it is no chart (its measures alone are not figures)
     summary: dict[str, Any] | None = None
     measures: list[ChartMeasure] = Field(default_factory=list[ChartMeasure])
     segments: list[ChartSegment] | None = None
@@ -91,13 +94,13 @@ class Customer(_Wire):
 class Subscription(_Wire):
     id: str
     product_id: str | None = None
-    starts_at: int
+    starts_at: int | None = None
     current_period_starts_at: int | None = None
     current_period_ends_at: int | None = None
     ends_at: int | None = None
     gives_access: bool = False
     auto_renewal_status: str | None = None
-    status: str
+    status: str = "unknown"
     total_revenue_in_usd: MonetaryAmount | None = None
     store: str | None = None
     environment: str | None = None
@@ -107,10 +110,10 @@ class Subscription(_Wire):
 class Purchase(_Wire):
     id: str
     product_id: str | None = None
-    purchased_at: int
+    purchased_at: int | None = None
     revenue_in_usd: MonetaryAmount | None = None
     quantity: int = 1
-    status: str
+    status: str = "unknown"
     store: str | None = None
     environment: str | None = None
     country: str | None = None
@@ -118,7 +121,7 @@ class Purchase(_Wire):
 
 class SubscriptionTransaction(_Wire):
     id: str
-    purchased_at: int
+    purchased_at: int | None = None
     product_store_identifier: str | None = None
     expiration_date: int | None = None
 

@@ -1,14 +1,49 @@
-"""Reading RevenueCat charts: measures by name, points by period and segment, refund periods and their summary."""
+"""Reading RevenueCat charts: points in either documented `values` shape, measures matched by meaning, refund
+periods and their summary, trial conversion.
+
+The measures' display names are not documented by the vendor (public integrations report e.g. `Trial Starts`,
+`Conversions` or `Transactions`, `Refunded Transactions`, `Refund Rate`), so a measure is found by its unit and by
+any of several names, never by one exact name or a fixed index; a measure that is not there costs the figures
+that need it (null and a warning), and a rate that can be derived from counts is derived.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import cast
 
-from shared.errors import UpstreamError
+from pydantic import ValidationError
+
 from shared.models import kpi as m
-from shared.models.revenuecat import ChartData
+from shared.models.revenuecat import ChartData, ChartPoint
+from shared.services.figures import Notes
+from shared.services.inputs import add_months
 
 PointTable = dict[tuple[int, int | None], dict[int, tuple[float | None, bool]]]
+
+
+@dataclass(frozen=True)
+class MeasureSpec:
+    """How to recognize a measure: names (exact first, then contained), the units it may have, words it must not
+    contain (so `Refunded Transactions` is not taken for `Transactions`)."""
+
+    names: tuple[str, ...]
+    units: tuple[str, ...]
+    exclude: tuple[str, ...] = ()
+
+
+RATE_UNITS = ("%", "percent", "percentage")
+COUNT_UNITS = ("#", "", "count", "number")
+MONEY_UNITS = ("$", "usd", "currency", "money")
+
+REFUND_RATE = MeasureSpec(("refund rate", "rate"), RATE_UNITS)
+REFUNDED = MeasureSpec(("refunded transactions", "refunded", "refunds"), COUNT_UNITS, exclude=("rate",))
+TRANSACTIONS = MeasureSpec(("transactions", "paid transactions"), COUNT_UNITS, exclude=("refund", "rate"))
+REVENUE = MeasureSpec(("revenue",), MONEY_UNITS, exclude=("transactions",))
+TRIALS = MeasureSpec(("trial starts", "trials started", "trials", "started trials"), COUNT_UNITS, ("rate", "convers"))
+CONVERSIONS = MeasureSpec(("conversions", "converted", "conversion"), COUNT_UNITS, exclude=("rate",))
 
 
 def cohort_date(cohort: int) -> date:
@@ -17,34 +52,80 @@ def cohort_date(cohort: int) -> date:
     return datetime.fromtimestamp(seconds, UTC).date()
 
 
-def measure(chart: ChartData, *names: str) -> int:
-    """Index of the measure whose display name matches one of `names` (case-insensitive, exact then partial)."""
-    wanted = [name.lower() for name in names]
-    lowered = [item.display_name.lower() for item in chart.measures]
-    for name in wanted:
-        if name in lowered:
-            return lowered.index(name)
-    for index, display in enumerate(lowered):
-        if any(name in display for name in wanted):
-            return index
-    raise UpstreamError(f"revenuecat's {chart.display_name} chart has no {names[0]!r} measure.", source="revenuecat")
+def period_end(start: date, resolution: m.Resolution) -> date:
+    """The last day of the period starting at `start`."""
+    if resolution == "day":
+        return start
+    if resolution == "week":
+        return start + timedelta(days=6)
+    return add_months(start.replace(day=1), 1) - timedelta(days=1)
+
+
+def find_measure(chart: ChartData, spec: MeasureSpec) -> int | None:
+    """Index of the measure `spec` describes, or None: an exact name first, then a name contained in the display
+    name, among measures whose unit (when given) fits and whose name has none of the excluded words."""
+    candidates: list[tuple[int, str]] = []
+    for index, measure in enumerate(chart.measures):
+        name = measure.display_name.strip().lower()
+        unit = (measure.unit or "").strip().lower()
+        if measure.unit is not None and unit not in spec.units:
+            continue
+        if any(word in name for word in spec.exclude):
+            continue
+        candidates.append((index, name))
+    for wanted in spec.names:
+        for index, name in candidates:
+            if name == wanted:
+                return index
+    for wanted in spec.names:
+        for index, name in candidates:
+            if wanted in name:
+                return index
+    return None
+
+
+def read_points(chart: ChartData) -> tuple[list[ChartPoint], int]:
+    """The chart's points, from object points (`cohort`, `measure`, `value`, `incomplete`, `segment`) or from
+    array rows (`[cohort, value of measure 0, value of measure 1, ...]`); and how many items were unreadable."""
+    found: list[ChartPoint] = []
+    unreadable = 0
+    for item in chart.values:
+        if isinstance(item, dict):
+            try:
+                found.append(ChartPoint.model_validate(item))
+            except ValidationError:
+                unreadable += 1
+        elif isinstance(item, list) and item:
+            row = cast("list[object]", item)  # a JSON array
+            if _number(row[0]) is None:
+                unreadable += 1
+                continue
+            cohort = int(_number(row[0]) or 0)
+            found += [ChartPoint(cohort=cohort, measure=k, value=_number(v)) for k, v in enumerate(row[1:])]
+        else:
+            unreadable += 1
+    return found, unreadable
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def points(chart: ChartData) -> PointTable:
     """Values by (cohort, segment), then by measure index: (value, incomplete)."""
     table: PointTable = {}
-    for point in chart.values:
+    for point in read_points(chart)[0]:
         table.setdefault((point.cohort, point.segment), {})[point.measure] = (point.value, point.incomplete)
     return table
 
 
-def trial_conversion(chart: ChartData) -> m.TrialConversion:
+def trial_conversion(chart: ChartData, notes: Notes) -> m.TrialConversion:
     """Trials and conversions over the chart's complete periods (unsegmented), and the conversion rate."""
-    trials_i = measure(chart, "trials")
-    conversions_i = measure(chart, "conversions")
+    trials_i = find_measure(chart, TRIALS)
+    conversions_i = find_measure(chart, CONVERSIONS)
     trials = conversions = 0
     incomplete: set[int] = set()
-    for point in chart.values:
+    for point in read_points(chart)[0]:
         if point.segment not in (None, 0) or point.value is None:
             continue
         if point.incomplete:
@@ -54,22 +135,62 @@ def trial_conversion(chart: ChartData) -> m.TrialConversion:
             trials += round(point.value)
         elif point.measure == conversions_i:
             conversions += round(point.value)
+    names = _names(chart)
+    if trials_i is None:
+        notes.missing(
+            "trial_conversion.trials", "revenuecat", f"the trial_conversion_rate chart has no trials measure ({names})."
+        )
+    if conversions_i is None:
+        notes.missing(
+            "trial_conversion.conversions",
+            "revenuecat",
+            f"the trial_conversion_rate chart has no conversions measure ({names}).",
+        )
+    if trials_i is None or conversions_i is None:
+        notes.missing("trial_conversion.conversion_rate_pct", "revenuecat", "it needs both trials and conversions.")
     return m.TrialConversion(
-        conversion_rate_pct=pct(conversions, trials),
-        trials=trials,
-        conversions=conversions,
+        conversion_rate_pct=pct(conversions, trials) if trials_i is not None and conversions_i is not None else None,
+        trials=trials if trials_i is not None else None,
+        conversions=conversions if conversions_i is not None else None,
         incomplete_periods=len(incomplete),
     )
 
 
-def refund_periods(refunds: ChartData, revenue: ChartData) -> list[m.RefundPeriod]:
-    """One row per period (and segment value), from the refund_rate chart joined with the revenue chart."""
-    rate_i = measure(refunds, "refund rate", "rate")
-    refunded_i = measure(refunds, "refunded transactions", "refunds", "refunded")
-    transactions_i = measure(refunds, "transactions")
-    revenue_i = measure(revenue, "revenue")
-    revenue_points = points(revenue)
+def refund_periods(
+    refunds: ChartData, revenue: ChartData | None, resolution: m.Resolution, today: date, notes: Notes
+) -> list[m.RefundPeriod]:
+    """One row per period (and segment value), from the refund_rate chart joined with the revenue chart (None when
+    it could not be read). A period that contains today is incomplete whatever the chart says."""
+    rate_i = find_measure(refunds, REFUND_RATE)
+    refunded_i = find_measure(refunds, REFUNDED)
+    transactions_i = find_measure(refunds, TRANSACTIONS)
+    revenue_i = find_measure(revenue, REVENUE) if revenue is not None else None
+    revenue_points = points(revenue) if revenue is not None else {}
     segments = refunds.segments or []
+    names = _names(refunds)
+    if refunded_i is None:
+        notes.missing(
+            "periods[].refunded_transactions", "revenuecat", f"the refund_rate chart has no refunded measure ({names})."
+        )
+    if transactions_i is None:
+        notes.missing(
+            "periods[].transactions", "revenuecat", f"the refund_rate chart has no transactions measure ({names})."
+        )
+    derive_rate = rate_i is None and refunded_i is not None and transactions_i is not None
+    if derive_rate:
+        notes.missing(
+            "periods[].refund_rate_pct",
+            "revenuecat",
+            f"the refund_rate chart has no rate measure ({names}); derived as refunded / transactions.",
+        )
+    elif rate_i is None:
+        notes.missing(
+            "periods[].refund_rate_pct", "revenuecat", f"the refund_rate chart has no rate measure ({names})."
+        )
+    if revenue is not None and revenue_i is None:
+        notes.missing(
+            "periods[].revenue", "revenuecat", f"the revenue chart has no revenue measure ({_names(revenue)})."
+        )
     periods: list[m.RefundPeriod] = []
     for (cohort, segment), measures in sorted(points(refunds).items(), key=lambda kv: (kv[0][0], kv[0][1] or -1)):
         label = None
@@ -77,15 +198,23 @@ def refund_periods(refunds: ChartData, revenue: ChartData) -> list[m.RefundPerio
             if segments[segment].is_total:
                 continue
             label = segments[segment].display_name or segments[segment].id
-        incomplete = any(flag for _, flag in measures.values())
-        revenue_value = revenue_points.get((cohort, segment), {}).get(revenue_i, (None, False))[0]
+        start = cohort_date(cohort)
+        incomplete = any(flag for _, flag in measures.values()) or period_end(start, resolution) >= today
+        refunded = _int(_value(measures, refunded_i))
+        transactions = _int(_value(measures, transactions_i))
+        rate = pct(refunded, transactions) if derive_rate else _round(_value(measures, rate_i))
+        revenue_value = (
+            revenue_points.get((cohort, segment), {}).get(revenue_i, (None, False))[0]
+            if revenue_i is not None
+            else None
+        )
         periods.append(
             m.RefundPeriod(
-                period_start=cohort_date(cohort),
+                period_start=start,
                 segment=label,
-                refund_rate_pct=_round(measures.get(rate_i, (None, False))[0]),
-                refunded_transactions=_int(measures.get(refunded_i, (None, False))[0]),
-                transactions=_int(measures.get(transactions_i, (None, False))[0]),
+                refund_rate_pct=rate,
+                refunded_transactions=refunded,
+                transactions=transactions,
                 revenue=_round(revenue_value),
                 incomplete=incomplete,
             )
@@ -93,18 +222,28 @@ def refund_periods(refunds: ChartData, revenue: ChartData) -> list[m.RefundPerio
     return periods
 
 
-def refund_summary(periods: list[m.RefundPeriod]) -> m.RefundSummary:
-    """Totals over complete periods (rates) and all periods (revenue)."""
+def refund_summary(periods: Sequence[m.RefundPeriod], notes: Notes) -> m.RefundSummary:
+    """Totals over complete periods (counts and rates) and all periods (revenue); a total whose parts are missing
+    is null, with a warning."""
     complete = [p for p in periods if not p.incomplete]
-    transactions = sum(p.transactions or 0 for p in complete)
-    refunded = sum(p.refunded_transactions or 0 for p in complete)
+    counted = [p for p in complete if p.transactions is not None and p.refunded_transactions is not None]
+    counts_known = len(counted) == len(complete)
+    transactions = sum(p.transactions or 0 for p in counted) if counts_known else None
+    refunded = sum(p.refunded_transactions or 0 for p in counted) if counts_known else None
+    if not counts_known:
+        for figure in ("summary.transactions", "summary.refunded_transactions", "summary.refund_rate_pct"):
+            notes.missing(figure, "revenuecat", "the transaction counts of some complete periods are missing.")
+    revenues = [p.revenue for p in periods]
+    revenue_known = all(value is not None for value in revenues)
+    if not revenue_known:
+        notes.missing("summary.revenue", "revenuecat", "the revenue of some periods is missing.")
     rates = [p.refund_rate_pct for p in complete if p.refund_rate_pct is not None]
     return m.RefundSummary(
         transactions=transactions,
         refunded_transactions=refunded,
         refund_rate_pct=pct(refunded, transactions),
         average_period_refund_rate_pct=round(sum(rates) / len(rates), 2) if rates else None,
-        revenue=round(sum(p.revenue or 0.0 for p in periods), 2),
+        revenue=round(sum(value or 0.0 for value in revenues), 2) if revenue_known else None,
         incomplete_periods=len({p.period_start for p in periods if p.incomplete}),
     )
 
@@ -114,6 +253,15 @@ def pct(part: float | None, whole: float | None) -> float | None:
     if part is None or not whole:
         return None
     return round(part / whole * 100, 2)
+
+
+def _names(chart: ChartData) -> str:
+    shown = ", ".join(repr(measure.display_name[:40]) for measure in chart.measures[:8])
+    return f"measures: {shown}" if shown else "no measures"
+
+
+def _value(measures: dict[int, tuple[float | None, bool]], index: int | None) -> float | None:
+    return None if index is None else measures.get(index, (None, False))[0]
 
 
 def _round(value: float | None) -> float | None:

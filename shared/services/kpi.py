@@ -8,9 +8,10 @@ slowest branch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Generic, TypedDict, TypeVar
 
 from pydantic import BaseModel
 
@@ -24,10 +25,13 @@ from shared.errors import (
     UpstreamAuthError,
     UpstreamError,
 )
+from shared.models import definitions as d
 from shared.models import kpi as m
-from shared.models.revenuecat import ChartData
+from shared.models.amplitude import FunnelElement, UserActivityResponse, UserMatch
+from shared.models.revenuecat import ChartData, Customer, Purchase, Subscription, SubscriptionTransaction
 from shared.services import charts, timeline
 from shared.services.fanout import both, bounded_map, gather2, gather3, raise_if_all_failed
+from shared.services.figures import Fetched, Notes, fetch
 from shared.services.inputs import DateRange, Inputs, month_end, months_between
 from shared.services.series import bucket, monthly_values, ms_to_s
 
@@ -53,6 +57,29 @@ class Meta(TypedDict):
     generated_at: datetime
     partial: bool
     sources: list[m.SourceStatus]
+    warnings: list[m.FigureWarning]
+    provenance: list[m.Provenance]
+
+
+TRANSACTION_STORES = frozenset({"app_store", "play_store"})
+"""Stores whose subscriptions RevenueCat lists transactions of (its operation serves these two only)."""
+KNOWN_SUBSCRIPTION_STATUSES = frozenset(
+    {"trialing", "active", "expired", "in_grace_period", "in_billing_retry", "paused", "unknown", "incomplete"}
+)
+_Transactions = list[SubscriptionTransaction] | str
+"""A subscription's transactions, or why they are unknown."""
+
+ProfileT = TypeVar("ProfileT")
+
+
+@dataclass(frozen=True)
+class _Branch(Generic[ProfileT]):
+    """One source's part of a journey: its profile (None when it does not know the user), timeline entries, notes."""
+
+    profile: ProfileT | None
+    entries: list[m.TimelineEntry]
+    notes: Notes
+    truncated: bool = False
 
 
 class KpiService:
@@ -96,53 +123,127 @@ class KpiService:
         as_of = query.as_of or today
         amp, rc = await both(self._amplitude_overview(amplitude, as_of, today), self._revenuecat_overview(revenuecat))
         raise_if_all_failed(amp, rc)
+        notes = Notes()
+        for branch in (amp, rc):
+            if not isinstance(branch, KpiError):
+                notes.extend(branch[1])
         return m.OverviewResult(
-            **self._meta(("amplitude", amp), ("revenuecat", rc)),
+            **self._meta(notes, ("amplitude", amp), ("revenuecat", rc)),
             as_of=as_of,
-            amplitude=None if isinstance(amp, KpiError) else amp,
-            revenuecat=None if isinstance(rc, KpiError) else rc,
+            amplitude=None if isinstance(amp, KpiError) else amp[0],
+            revenuecat=None if isinstance(rc, KpiError) else rc[0],
         )
 
-    async def _amplitude_overview(self, client: AmplitudeClient, as_of: date, today: date) -> m.AmplitudeOverview:
+    async def _amplitude_overview(
+        self, client: AmplitudeClient, as_of: date, today: date
+    ) -> tuple[m.AmplitudeOverview, Notes]:
         dau_date = as_of - timedelta(days=1) if as_of == today else as_of
         month_start = as_of.replace(day=1)
         dau, active, new = await gather3(
-            lambda: client.users(dau_date, dau_date, metric="active", interval=1),
-            lambda: client.users(month_start, as_of, metric="active", interval=30),
-            lambda: client.users(month_start, as_of, metric="new", interval=30),
+            lambda: fetch(lambda: client.users(dau_date, dau_date, metric="active", interval=1), self._clock),
+            lambda: fetch(lambda: client.users(month_start, as_of, metric="active", interval=30), self._clock),
+            lambda: fetch(lambda: client.users(month_start, as_of, metric="new", interval=30), self._clock),
         )
-        return m.AmplitudeOverview(
-            dau=bucket(dau, dau_date, daily=True),
+        notes = Notes()
+        overview = m.AmplitudeOverview(
+            dau=notes.read("amplitude.dau", "amplitude", lambda: bucket(dau.value, dau_date, daily=True)),
             dau_date=dau_date,
-            mau=bucket(active, month_start, daily=False),
-            new_users=bucket(new, month_start, daily=False),
+            mau=notes.read("amplitude.mau", "amplitude", lambda: bucket(active.value, month_start, daily=False)),
+            new_users=notes.read(
+                "amplitude.new_users", "amplitude", lambda: bucket(new.value, month_start, daily=False)
+            ),
             month_start=month_start,
-            month_partial=as_of < month_end(as_of),
+            month_partial=as_of == today or as_of < month_end(as_of),
         )
+        notes.cite(
+            ["amplitude.dau"],
+            "amplitude",
+            dau,
+            period=(dau_date, dau_date),
+            basis="last_complete_day" if as_of == today else "utc_day",
+            definition=d.DAU,
+        )
+        notes.cite(
+            ["amplitude.mau"],
+            "amplitude",
+            active,
+            period=(month_start, as_of),
+            basis="month_to_date",
+            definition=d.MAU_TO_DATE,
+        )
+        notes.cite(
+            ["amplitude.new_users"],
+            "amplitude",
+            new,
+            period=(month_start, as_of),
+            basis="month_to_date",
+            definition=d.NEW_USERS,
+        )
+        return overview, notes
 
-    async def _revenuecat_overview(self, client: RevenueCatClient) -> m.RevenueCatOverview:
-        overview = await client.overview("USD")
+    async def _revenuecat_overview(self, client: RevenueCatClient) -> tuple[m.RevenueCatOverview, Notes]:
+        fetched = await fetch(lambda: client.overview("USD"), self._clock)
+        overview = fetched.value
         by_id = {metric.id: metric for metric in overview.metrics}
+        notes = Notes()
 
-        def value(metric_id: str) -> float | None:
+        def value(metric_id: str, figure: str) -> float | None:
             metric = by_id.get(metric_id)
-            return None if metric is None else metric.value
+            if metric is None:
+                notes.missing(
+                    f"revenuecat.{figure}", "revenuecat", f"RevenueCat's overview metrics have no {metric_id!r}."
+                )
+                return None
+            if metric.value is None:
+                notes.missing(f"revenuecat.{figure}", "revenuecat", f"RevenueCat's {metric_id!r} metric has no value.")
+            return metric.value
 
-        def count(metric_id: str) -> int | None:
-            found = value(metric_id)
+        def count(metric_id: str, figure: str) -> int | None:
+            found = value(metric_id, figure)
             return None if found is None else round(found)
 
         updated = [metric.last_updated_at for metric in overview.metrics if metric.last_updated_at is not None]
-        return m.RevenueCatOverview(
+        updated_at = timeline.from_ms(max(updated)) if updated else None
+        result = m.RevenueCatOverview(
             currency=overview.currency or "USD",
-            mrr=value("mrr"),
-            revenue_28d=value("revenue"),
-            active_subscriptions=count("active_subscriptions"),
-            active_trials=count("active_trials"),
-            new_customers_28d=count("new_customers"),
-            active_users_28d=count("active_users"),
-            last_updated_at=timeline.from_ms(max(updated)) if updated else None,
+            mrr=value("mrr", "mrr"),
+            revenue_28d=value("revenue", "revenue_28d"),
+            active_subscriptions=count("active_subscriptions", "active_subscriptions"),
+            active_trials=count("active_trials", "active_trials"),
+            new_customers_28d=count("new_customers", "new_customers_28d"),
+            active_users_28d=count("active_users", "active_users_28d"),
+            last_updated_at=updated_at,
         )
+        as_of = (updated_at or fetched.fetched_at).date()
+        for figure, definition in (
+            ("mrr", d.MRR),
+            ("active_subscriptions", d.ACTIVE_SUBSCRIPTIONS),
+            ("active_trials", d.ACTIVE_TRIALS),
+        ):
+            notes.cite(
+                [f"revenuecat.{figure}"],
+                "revenuecat",
+                fetched,
+                period=(as_of, as_of),
+                basis="snapshot",
+                definition=definition,
+                upstream_updated_at=updated_at,
+            )
+        for figure, definition in (
+            ("revenue_28d", d.REVENUE_28D),
+            ("new_customers_28d", d.NEW_CUSTOMERS_28D),
+            ("active_users_28d", d.ACTIVE_USERS_28D),
+        ):
+            notes.cite(
+                [f"revenuecat.{figure}"],
+                "revenuecat",
+                fetched,
+                period=(as_of - timedelta(days=27), as_of),
+                basis="trailing_28_days",
+                definition=definition,
+                upstream_updated_at=updated_at,
+            )
+        return result, notes
 
     # ------------------------------------------------------------------------------------------ MAU
 
@@ -152,30 +253,46 @@ class KpiService:
         today = self.today()
         start_month, end_month = query.start_month or today, query.end_month or today
         last_day = min(month_end(end_month), today)
-        data = await client.users(start_month, last_day, metric="active", interval=30)
-        values = monthly_values(data)
+        fetched = await fetch(lambda: client.users(start_month, last_day, metric="active", interval=30), self._clock)
+        values = monthly_values(fetched.value)
+        notes = Notes()
         rows: list[m.MauMonth] = []
         previous: int | None = None
         for month_start in months_between(start_month, end_month):
-            key = (month_start.year, month_start.month)
-            if key not in values:
-                raise UpstreamError(f"amplitude returned no bucket for {month_start:%Y-%m}.", source="amplitude")
-            users = values[key]
-            end = min(month_end(month_start), today)
-            change = None if previous is None else users - previous
+            label = f"{month_start:%Y-%m}"
+            users = values.get((month_start.year, month_start.month))
+            if users is None:
+                notes.missing(
+                    f"months[{label}].active_users", "amplitude", f"amplitude's answer has no bucket for {label}."
+                )
+                notes.missing(f"months[{label}].change", "amplitude", f"the active users of {label} are missing.")
+                notes.missing(f"months[{label}].change_pct", "amplitude", f"the active users of {label} are missing.")
+            elif previous is None and rows:
+                earlier = rows[-1].month
+                notes.missing(f"months[{label}].change", "amplitude", f"the active users of {earlier} are missing.")
+                notes.missing(f"months[{label}].change_pct", "amplitude", f"the active users of {earlier} are missing.")
+            change = None if users is None or previous is None else users - previous
             rows.append(
                 m.MauMonth(
-                    month=f"{month_start:%Y-%m}",
+                    month=label,
                     start=month_start,
-                    end=end,
+                    end=min(month_end(month_start), today),
                     active_users=users,
                     change=change,
                     change_pct=charts.pct(change, previous),
-                    partial=end < month_end(month_start),
+                    partial=month_end(month_start) >= today,
                 )
             )
             previous = users
-        return m.MauResult(**self._meta(("amplitude", None)), months=rows)
+        notes.cite(
+            ["months[].active_users", "months[].change", "months[].change_pct"],
+            "amplitude",
+            fetched,
+            period=(start_month, last_day),
+            basis="calendar_month",
+            definition=d.MAU_MONTH,
+        )
+        return m.MauResult(**self._meta(notes, ("amplitude", None)), months=rows)
 
     # ------------------------------------------------------------------------------------------ conversion
 
@@ -186,46 +303,82 @@ class KpiService:
         span = DateRange(query.start_date or self.today(), query.end_date or self.today())
         window = query.conversion_window_days * 86_400
 
-        funnel_call = client.funnel(steps, span.start, span.end, conversion_window_seconds=window, mode=query.mode)
+        def funnel_call() -> Awaitable[FunnelElement]:
+            return client.funnel(steps, span.start, span.end, conversion_window_seconds=window, mode=query.mode)
+
         if self._revenuecat is None:
-            funnel = await funnel_call
-            trial: m.TrialConversion | KpiError | None = None
+            funnel = await fetch(funnel_call, self._clock)
+            trial: tuple[m.TrialConversion, Notes] | KpiError | None = None
         else:
-            funnel, trial = await both(funnel_call, self._trial_conversion(self._revenuecat, span))
-            if isinstance(funnel, KpiError):
-                raise funnel
+            funnel_or_error, trial = await both(
+                fetch(funnel_call, self._clock), self._trial_conversion(self._revenuecat, span)
+            )
+            if isinstance(funnel_or_error, KpiError):
+                raise funnel_or_error
+            funnel = funnel_or_error
             if isinstance(trial, UpstreamAuthError):
                 raise trial
+        element = funnel.value
+        notes = Notes()
+        for name, values in (
+            ("median_time_to_convert_seconds", element.median_trans_times),
+            ("average_time_to_convert_seconds", element.avg_trans_times),
+        ):
+            if len(steps) > 1 and len(values) < len(steps):
+                notes.missing(f"steps[].{name}", "amplitude", "amplitude's funnel answer has no transition times.")
         stages = [
             m.FunnelStep(
                 event_type=event_type,
-                users=round(funnel.cumulative_raw[index]),
-                step_conversion=funnel.step_by_step[index],
-                cumulative_conversion=funnel.cumulative[index],
-                median_time_to_convert_seconds=ms_to_s(funnel.median_trans_times, index),
-                average_time_to_convert_seconds=ms_to_s(funnel.avg_trans_times, index),
+                users=round(element.cumulative_raw[index]),
+                step_conversion=element.step_by_step[index],
+                cumulative_conversion=element.cumulative[index],
+                median_time_to_convert_seconds=ms_to_s(element.median_trans_times, index),
+                average_time_to_convert_seconds=ms_to_s(element.avg_trans_times, index),
             )
             for index, event_type in enumerate(steps)
         ]
+        notes.cite(
+            ["steps[]", "overall_conversion"],
+            "amplitude",
+            funnel,
+            period=(span.start, span.end),
+            basis="date_range",
+            definition=d.FUNNEL,
+        )
         sources: list[tuple[m.Source, object]] = [("amplitude", None)]
         if trial is not None:
             sources.append(("revenuecat", trial))
+            if not isinstance(trial, KpiError):
+                notes.extend(trial[1])
         return m.ConversionResult(
-            **self._meta(*sources),
+            **self._meta(notes, *sources),
             start_date=span.start,
             end_date=span.end,
             conversion_window_days=query.conversion_window_days,
             mode=query.mode,
             steps=stages,
-            overall_conversion=funnel.cumulative[-1],
-            trial_conversion=trial if isinstance(trial, m.TrialConversion) else None,
+            overall_conversion=element.cumulative[-1],
+            trial_conversion=None if trial is None or isinstance(trial, KpiError) else trial[0],
         )
 
-    async def _trial_conversion(self, client: RevenueCatClient, span: DateRange) -> m.TrialConversion:
+    async def _trial_conversion(self, client: RevenueCatClient, span: DateRange) -> tuple[m.TrialConversion, Notes]:
         days = (span.end - span.start).days + 1
         resolution = "day" if days <= 62 else "week" if days <= 366 else "month"
-        chart = await client.chart("trial_conversion_rate", span.start, span.end, resolution=resolution)
-        return charts.trial_conversion(chart)
+        fetched = await fetch(
+            lambda: client.chart("trial_conversion_rate", span.start, span.end, resolution=resolution), self._clock
+        )
+        notes = Notes()
+        result = charts.trial_conversion(fetched.value, notes)
+        notes.cite(
+            ["trial_conversion"],
+            "revenuecat",
+            fetched,
+            period=(span.start, span.end),
+            basis="trial_start_period",
+            definition=d.TRIAL_CONVERSION,
+            upstream_updated_at=timeline.from_ms(fetched.value.last_computed_at),
+        )
+        return result, notes
 
     # ------------------------------------------------------------------------------------------ user journey
 
@@ -237,38 +390,54 @@ class KpiService:
         raise_if_all_failed(amp, rc)
         amp_ok = None if isinstance(amp, KpiError) else amp
         rc_ok = None if isinstance(rc, KpiError) else rc
-        if (amp_ok is None or amp_ok[0] is None) and (rc_ok is None or rc_ok[0] is None):
+        if (amp_ok is None or amp_ok.profile is None) and (rc_ok is None or rc_ok.profile is None):
             failed = amp if isinstance(amp, KpiError) else rc if isinstance(rc, KpiError) else None
             if failed is not None:
                 raise failed
             raise NotFoundError(f"user {user_id!r} is unknown to Amplitude and RevenueCat.")
+        notes = Notes()
         entries: list[m.TimelineEntry] = []
-        profile, truncated = None, False
+        truncated = False
         if amp_ok is not None:
-            profile, events, truncated = amp_ok
-            entries += events
-        customer = None
+            entries += amp_ok.entries
+            truncated = amp_ok.truncated
+            notes.extend(amp_ok.notes)
         if rc_ok is not None:
-            customer, purchases = rc_ok
-            entries += purchases
+            entries += rc_ok.entries
+            notes.extend(rc_ok.notes)
         entries.sort(key=lambda entry: entry.at)
         return m.JourneyResult(
-            **self._meta(("amplitude", amp), ("revenuecat", rc)),
+            **self._meta(notes, ("amplitude", amp), ("revenuecat", rc)),
             user_id=user_id,
-            amplitude=profile,
-            revenuecat=customer,
+            amplitude=amp_ok.profile if amp_ok is not None else None,
+            revenuecat=rc_ok.profile if rc_ok is not None else None,
             timeline=entries,
             events_truncated=truncated,
         )
 
-    async def _amplitude_journey(
-        self, client: AmplitudeClient, user_id: str
-    ) -> tuple[m.AmplitudeProfile | None, list[m.TimelineEntry], bool]:
-        match = await client.find_user(user_id)
-        if match is None:
-            return None, [], False
-        activity, truncated = await client.user_activity(match.amplitude_id, limit=self._activity_limit)
-        data = activity.user_data
+    async def _amplitude_journey(self, client: AmplitudeClient, user_id: str) -> _Branch[m.AmplitudeProfile]:
+        notes = Notes()
+
+        async def read() -> tuple[UserMatch | None, tuple[UserActivityResponse, bool] | None]:
+            match = await client.find_user(user_id)
+            if match is None:
+                return None, None
+            return match, await client.user_activity(match.amplitude_id, limit=self._activity_limit)
+
+        fetched = await fetch(read, self._clock)
+        match, activity = fetched.value
+        notes.cite(
+            ["amplitude", "timeline[source=amplitude]"],
+            "amplitude",
+            fetched,
+            period=(None, None),
+            basis="all_time",
+            definition=d.JOURNEY_AMPLITUDE,
+        )
+        if match is None or activity is None:
+            return _Branch(None, [], notes)
+        response, truncated = activity
+        data = response.user_data
         profile = m.AmplitudeProfile(
             amplitude_id=data.canonical_amplitude_id or match.amplitude_id,
             first_used=data.first_used,
@@ -278,23 +447,63 @@ class KpiService:
             country=data.country,
             platform=data.platform,
         )
-        return profile, [timeline.event_entry(event) for event in activity.events], truncated
+        timed = [event for event in response.events if event.event_time is not None]
+        if len(timed) < len(response.events):
+            notes.missing(
+                "timeline[source=amplitude]",
+                "amplitude",
+                f"{len(response.events) - len(timed)} amplitude events came without a time and are left out.",
+            )
+        return _Branch(profile, [timeline.event_entry(event) for event in timed], notes, truncated)
 
-    async def _revenuecat_journey(
-        self, client: RevenueCatClient, user_id: str
-    ) -> tuple[m.CustomerProfile | None, list[m.TimelineEntry]]:
-        customer = await client.customer(user_id)
+    async def _revenuecat_journey(self, client: RevenueCatClient, user_id: str) -> _Branch[m.CustomerProfile]:
+        notes = Notes()
+
+        async def read() -> tuple[Customer | None, list[Subscription], list[Purchase], list[_Transactions]]:
+            customer = await client.customer(user_id)
+            if customer is None:
+                return None, [], [], []
+            subscriptions, purchases = await gather2(
+                lambda: client.subscriptions(user_id), lambda: client.purchases(user_id)
+            )
+            transactions = await bounded_map(
+                [lambda s=sub: self._transactions(client, s) for sub in subscriptions], CUSTOMER_CONCURRENCY
+            )
+            return customer, subscriptions, purchases, transactions
+
+        fetched = await fetch(read, self._clock)
+        customer, subscriptions, purchases, transactions = fetched.value
+        notes.cite(
+            ["revenuecat", "timeline[source=revenuecat]"],
+            "revenuecat",
+            fetched,
+            period=(None, None),
+            basis="all_time",
+            definition=d.JOURNEY_REVENUECAT,
+        )
         if customer is None:
-            return None, []
-        subscriptions, purchases = await gather2(
-            lambda: client.subscriptions(user_id), lambda: client.purchases(user_id)
-        )
-        transactions = await bounded_map(
-            [lambda s=sub: client.subscription_transactions(s.id) for sub in subscriptions], CUSTOMER_CONCURRENCY
-        )
+            return _Branch(None, [], notes)
         entries: list[m.TimelineEntry] = []
-        for subscription, sub_transactions in zip(subscriptions, transactions, strict=True):
-            entries += timeline.subscription_entries(subscription, sub_transactions)
+        for subscription, found in zip(subscriptions, transactions, strict=True):
+            figure = f"revenuecat.subscriptions[{subscription.id}]"
+            if isinstance(found, str):
+                notes.missing(f"{figure}.renewals", "revenuecat", found)
+            if subscription.status not in KNOWN_SUBSCRIPTION_STATUSES:
+                notes.missing(
+                    f"{figure}.status",
+                    "revenuecat",
+                    f"RevenueCat reports a subscription status this service does not know ({subscription.status[:40]!r}).",
+                )
+            if subscription.starts_at is None:
+                notes.missing(
+                    f"{figure}.starts_at", "revenuecat", "RevenueCat gave no start time for this subscription."
+                )
+            entries += timeline.subscription_entries(subscription, found if isinstance(found, list) else [])
+        undated = [purchase for purchase in purchases if purchase.purchased_at is None]
+        for purchase in undated:
+            notes.missing(
+                f"revenuecat.purchases[{purchase.id}]", "revenuecat", "RevenueCat gave no purchase time: left out."
+            )
         for purchase in purchases:
             entries += timeline.purchase_entries(purchase)
         total = sum((s.total_revenue_in_usd.gross for s in subscriptions if s.total_revenue_in_usd), 0.0)
@@ -306,7 +515,24 @@ class KpiService:
             subscriptions=[timeline.subscription_summary(s) for s in subscriptions],
             total_revenue_usd=round(total, 2),
         )
-        return profile, entries
+        return _Branch(profile, entries, notes)
+
+    async def _transactions(self, client: RevenueCatClient, subscription: Subscription) -> _Transactions:
+        """A store subscription's transactions (its renewals); for any other subscription, or when RevenueCat
+        cannot list them, why they are unknown (a journey keeps everything else)."""
+        if subscription.store not in TRANSACTION_STORES:
+            return (
+                f"RevenueCat lists transactions of App Store and Play Store subscriptions only (this one is "
+                f"{(subscription.store or 'of an unknown store')[:40]}): its renewals are not shown."
+            )
+        try:
+            return await client.subscription_transactions(subscription.id)
+        except UpstreamAuthError:
+            raise
+        except UpstreamError as exc:
+            return (
+                f"RevenueCat did not list this subscription's transactions ({exc.detail}): its renewals are not shown."
+            )
 
     # ------------------------------------------------------------------------------------------ refund analysis
 
@@ -322,15 +548,19 @@ class KpiService:
                     f"segment must be one of {', '.join(valid) or 'nothing (no segments offered)'}.", field="segment"
                 )
 
-        async def refund_charts() -> tuple[ChartData, ChartData]:
-            return await gather2(
-                lambda: client.chart(
-                    "refund_rate", span.start, span.end, resolution=query.resolution, segment=query.segment
-                ),
-                lambda: client.chart(
-                    "revenue", span.start, span.end, resolution=query.resolution, segment=query.segment
-                ),
+        def chart(name: str) -> Callable[[], Awaitable[Fetched[ChartData]]]:
+            return lambda: fetch(
+                lambda: client.chart(name, span.start, span.end, resolution=query.resolution, segment=query.segment),
+                self._clock,
             )
+
+        async def revenue_chart() -> Fetched[ChartData] | UpstreamError:
+            try:
+                return await chart("revenue")()
+            except UpstreamAuthError:
+                raise
+            except UpstreamError as exc:
+                return exc  # revenue figures are lost, refund figures are not
 
         async def customers() -> list[m.CustomerRefunds] | None:
             if not query.user_ids:
@@ -340,9 +570,46 @@ class KpiService:
                 CUSTOMER_CONCURRENCY,
             )
 
-        (refund_chart, revenue_chart), details = await gather2(refund_charts, customers)
-        periods = charts.refund_periods(refund_chart, revenue_chart)
-        meta = self._meta(("revenuecat", None))
+        (refunds, revenue), looked_up = await gather2(
+            lambda: gather2(chart("refund_rate"), revenue_chart), lambda: fetch(customers, self._clock)
+        )
+        details = looked_up.value
+        notes = Notes()
+        if isinstance(revenue, UpstreamError):
+            notes.missing("periods[].revenue", "revenuecat", f"the revenue chart could not be read: {revenue.detail}")
+        revenue_data = None if isinstance(revenue, UpstreamError) else revenue.value
+        periods = charts.refund_periods(refunds.value, revenue_data, query.resolution, self.today(), notes)
+        summary = charts.refund_summary(periods, notes)
+        basis: m.PeriodBasis = "original_transaction_period"
+        notes.cite(
+            ["periods[].refund_rate_pct", "periods[].refunded_transactions", "periods[].transactions", "summary"],
+            "revenuecat",
+            refunds,
+            period=(span.start, span.end),
+            basis=basis,
+            definition=d.REFUND_RATE,
+            upstream_updated_at=timeline.from_ms(refunds.value.last_computed_at),
+        )
+        if not isinstance(revenue, UpstreamError):
+            notes.cite(
+                ["periods[].revenue", "summary.revenue"],
+                "revenuecat",
+                revenue,
+                period=(span.start, span.end),
+                basis=basis,
+                definition=d.PERIOD_REVENUE,
+                upstream_updated_at=timeline.from_ms(revenue.value.last_computed_at),
+            )
+        if details is not None:
+            notes.cite(
+                ["customers[]"],
+                "revenuecat",
+                looked_up,
+                period=(None, None),
+                basis="all_time",
+                definition=d.CUSTOMER_REFUNDS,
+            )
+        meta = self._meta(notes, ("revenuecat", None))
         # Customers whose lookup failed are missing from the result: it is partial, though the charts answered.
         meta["partial"] = any(c.error is not None for c in details or [])
         return m.RefundAnalysisResult(
@@ -351,9 +618,9 @@ class KpiService:
             end_date=span.end,
             resolution=query.resolution,
             segment=query.segment,
-            currency=revenue_chart.yaxis_currency or "USD",
+            currency=(revenue_data.yaxis_currency if revenue_data is not None else None) or "USD",
             periods=periods,
-            summary=charts.refund_summary(periods),
+            summary=summary,
             attribution_note=REFUND_ATTRIBUTION_NOTE,
             customers=details,
         )
@@ -390,7 +657,7 @@ class KpiService:
                 store=p.store,
             )
             for p in purchases
-            if p.status == "refunded"
+            if p.status == "refunded" and p.purchased_at is not None
         ]
         return m.CustomerRefunds(
             user_id=user_id,
@@ -413,7 +680,7 @@ class KpiService:
             raise SourceNotConfiguredError("revenuecat", variables=("REVENUECAT_API_KEY", "REVENUECAT_PROJECT_ID"))
         return self._revenuecat
 
-    def _meta(self, *sources: tuple[m.Source, object]) -> Meta:
+    def _meta(self, notes: Notes, *sources: tuple[m.Source, object]) -> Meta:
         statuses = [
             m.SourceStatus(source=name, status="error", error=problem_of(outcome))
             if isinstance(outcome, KpiError)
@@ -425,6 +692,8 @@ class KpiService:
             generated_at=self._clock().astimezone(UTC),
             partial=any(s.status == "error" for s in statuses),
             sources=statuses,
+            warnings=notes.warnings,
+            provenance=notes.provenance,
         )
 
 

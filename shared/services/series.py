@@ -7,6 +7,7 @@ from datetime import date
 
 from shared.errors import UpstreamError
 from shared.models.amplitude import UsersData
+from shared.services.figures import MissingFigure
 
 
 def ms_to_s(values: list[float], index: int) -> float | None:
@@ -17,15 +18,16 @@ def ms_to_s(values: list[float], index: int) -> float | None:
 
 
 def bucket(data: UsersData, start: date, *, daily: bool) -> int:
-    """The ungrouped series' value for the bucket starting at `start` (the only bucket of a one-bucket query)."""
-    if not data.series or not data.x_values:
-        raise UpstreamError("amplitude returned no users series.", source="amplitude")
+    """The ungrouped series' value for the bucket starting at `start` (the only bucket of a one-bucket query);
+    `MissingFigure` when the answer has no such value."""
+    if not data.series or not data.x_values or not data.series[0]:
+        raise MissingFigure("amplitude answered without a users series.")
     series = data.series[0]
     key = start.isoformat()
     if key in data.x_values:
         return round(series[data.x_values.index(key)])
     if daily:
-        raise UpstreamError(f"amplitude returned no bucket for {key}.", source="amplitude")
+        raise MissingFigure(f"amplitude's answer has no bucket for {key}.")
     return round(series[-1])
 
 
@@ -36,7 +38,7 @@ def monthly_values(data: UsersData) -> dict[tuple[int, int], int]:
     for x_value, value in zip(data.x_values, data.series[0], strict=True):
         try:
             day = date.fromisoformat(x_value[:10])
-        except ValueError as exc:
-            raise UpstreamError("amplitude returned a bucket date in an unknown format.", source="amplitude") from exc
+        except ValueError:
+            continue  # a bucket date in an unknown format: that month is reported missing
         values[(day.year, day.month)] = values.get((day.year, day.month), 0) + round(value)
     return values

@@ -45,6 +45,8 @@ def _scalar_properties(properties: dict[str, Any]) -> dict[str, str | int | floa
 
 
 def event_entry(event: ActivityEvent) -> m.TimelineEntry:
+    """An Amplitude event (one with a time: the service leaves the others out, with a warning)."""
+    assert event.event_time is not None
     return m.TimelineEntry(
         at=parse_amplitude_time(event.event_time),
         source="amplitude",
@@ -64,18 +66,19 @@ def subscription_entries(
         "store": subscription.store,
     }
     trial = subscription.status == "trialing"
-    entries = [
-        m.TimelineEntry(
-            at=from_ms_required(subscription.starts_at),
-            kind="trial_started" if trial else "subscription_started",
-            title="Trial started" if trial else "Subscription started",
-            **common,
-        )
-    ]
-    for transaction in sorted(transactions, key=lambda t: t.purchased_at)[1:]:
+    entries: list[m.TimelineEntry] = []
+    if subscription.starts_at is not None:
         entries.append(
-            m.TimelineEntry(at=from_ms_required(transaction.purchased_at), kind="renewal", title="Renewed", **common)
+            m.TimelineEntry(
+                at=from_ms_required(subscription.starts_at),
+                kind="trial_started" if trial else "subscription_started",
+                title="Trial started" if trial else "Subscription started",
+                **common,
+            )
         )
+    dated = sorted(t.purchased_at for t in transactions if t.purchased_at is not None)
+    for purchased_at in dated[1:]:
+        entries.append(m.TimelineEntry(at=from_ms_required(purchased_at), kind="renewal", title="Renewed", **common))
     period_end = from_ms(subscription.current_period_ends_at)
     if subscription.status in ("in_billing_retry", "in_grace_period") and period_end is not None:
         entries.append(
@@ -104,6 +107,9 @@ def subscription_entries(
 
 
 def purchase_entries(purchase: Purchase) -> list[m.TimelineEntry]:
+    """A purchase (and its refund); nothing for a purchase without a time (the service warns about it)."""
+    if purchase.purchased_at is None:
+        return []
     amount = purchase.revenue_in_usd.gross if purchase.revenue_in_usd else None
     at = from_ms_required(purchase.purchased_at)
     common: dict[str, Any] = {
@@ -127,7 +133,7 @@ def subscription_summary(subscription: Subscription) -> m.SubscriptionSummary:
         product_id=subscription.product_id,
         status=subscription.status,
         store=subscription.store,
-        starts_at=from_ms_required(subscription.starts_at),
+        starts_at=from_ms(subscription.starts_at),
         current_period_ends_at=from_ms(subscription.current_period_ends_at),
         auto_renewal_status=subscription.auto_renewal_status,
         gives_access=subscription.gives_access,
