@@ -9,7 +9,8 @@ element), ``[N]`` (one index) and ``[key=value]`` (elements whose ``key`` render
 Kinds:
 
 - ``drop`` / ``null`` / ``set`` / ``rename`` / ``empty``: remove the addressed key or list element, set it to
-  null, set it to ``value`` (creating keys), rename the key to ``value``, or replace it with ``[]``.
+  null, set it to ``value`` (creating keys), rename the key to ``value``, or replace it with ``[]``;
+  ``append``: add ``value`` at the end of the addressed list (e.g. an unknown overview metric).
 - ``unknown_fields``: add an unknown key (``value`` or a default object) to every object in the body.
 - ``rename_measure`` / ``drop_measure``: rename a chart measure (``measure`` → ``value``; summary keys follow) or
   remove it (its points go, later measures are renumbered, summary keys go).
@@ -42,6 +43,7 @@ VariantKind = Literal[
     "set",
     "rename",
     "empty",
+    "append",
     "unknown_fields",
     "rename_measure",
     "drop_measure",
@@ -56,6 +58,7 @@ VARIANT_KINDS: tuple[VariantKind, ...] = (
     "set",
     "rename",
     "empty",
+    "append",
     "unknown_fields",
     "rename_measure",
     "drop_measure",
@@ -64,7 +67,7 @@ VARIANT_KINDS: tuple[VariantKind, ...] = (
     "drop_next_page",
     "page_size",
 )
-_PATH_KINDS = ("drop", "null", "set", "rename", "empty")
+_PATH_KINDS = ("drop", "null", "set", "rename", "empty", "append")
 UNKNOWN_FIELD = "x_sandbox_unknown"
 _UNKNOWN_VALUE: object = {"object": "sandbox_unknown", "flags": ["new"], "count": 1}
 _TOKEN = re.compile(r"\.?([^.\[\]]+)|\[([^\]]*)\]")
@@ -126,6 +129,10 @@ def rename_field(path: str, new_name: str, *, chart: str | None = None) -> Varia
 
 def empty_list(path: str, *, chart: str | None = None) -> Variant:
     return Variant("empty", path, chart=chart)
+
+
+def append_item(path: str, value: Json, *, chart: str | None = None) -> Variant:
+    return Variant("append", path, value, chart=chart)
 
 
 def unknown_fields(value: Json = None) -> Variant:
@@ -306,6 +313,8 @@ def _apply_path(body: object, variant: Variant) -> None:
                 obj[name] = variant.value
             elif variant.kind == "empty" and name in obj:
                 obj[name] = []
+            elif variant.kind == "append" and isinstance(obj.get(name), list):
+                cast("list[object]", obj[name]).append(variant.value)
         else:
             items = cast("list[object]", container)
             index = cast("int", key)
@@ -317,6 +326,8 @@ def _apply_path(body: object, variant: Variant) -> None:
                 items[index] = variant.value
             elif variant.kind == "empty":
                 items[index] = []
+            elif variant.kind == "append" and isinstance(items[index], list):
+                cast("list[object]", items[index]).append(variant.value)
     for items, index in sorted(removals, key=lambda r: r[1], reverse=True):
         del items[index]
 

@@ -12,6 +12,7 @@ from shared.sandbox import Dataset, FaultSpec, SandboxServer, SandboxState
 from shared.sandbox.variants import (
     UNKNOWN_FIELD,
     Variant,
+    append_item,
     array_values,
     drop_field,
     drop_measure,
@@ -132,6 +133,7 @@ def test_path_variants_drop_null_rename_set_and_empty(revenuecat: httpx2.Client,
     state.add_variant("revenuecat.overview", rename_field("metrics[id=active_users].value", "amount"))
     state.add_variant("revenuecat.overview", set_field("metrics[id=active_trials].period", "P1W"))
     state.add_variant("revenuecat.overview", set_field("currency", "USD"))
+    state.add_variant("revenuecat.overview", append_item("metrics", {"object": "overview_metric", "id": "arpu"}))
     body = revenuecat.get(f"{PROJECT}/metrics/overview").json()
     metrics = {m["id"]: m for m in body["metrics"]}
     assert "mrr" not in metrics
@@ -140,6 +142,7 @@ def test_path_variants_drop_null_rename_set_and_empty(revenuecat: httpx2.Client,
     assert list(metrics["active_users"])[:7] == ["object", "id", "name", "description", "unit", "period", "amount"]
     assert metrics["active_trials"]["period"] == "P1W"
     assert body["currency"] == "USD"
+    assert body["metrics"][-1]["id"] == "arpu"
     state.add_variant("revenuecat.overview", empty_list("metrics"))
     assert revenuecat.get(f"{PROJECT}/metrics/overview").json()["metrics"] == []
 
