@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install demo test lint format pytest bench clean
+.PHONY: install demo test lint format pytest bench screenshot clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: lint pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# The README's image: the dashboard on sandbox data (needs Debian's chromium), plus its bundle size and warm load time.
+screenshot: $(STAMP)
+	$(BIN)/python -m tests.browser.screenshot docs/dashboard.png
 
 format: $(STAMP)
 	$(BIN)/ruff format .

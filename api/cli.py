@@ -3,28 +3,86 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import shlex
+import socket
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import ValidationError
 
-from shared.audit import AUDIT_LOGGER
+from shared.audit import AUDIT_LOGGER, AuditFormatter, EscapingFormatter
+from shared.auth.allowlist import UnknownOperationError, resolve_allowlist
 from shared.auth.tokens import mint_token
 from shared.settings import Settings
 
 DEMO_TOKEN_TTL = 8 * 3600
+EXIT_USAGE = 2
+DESCRIPTION = (
+    "Loop KPI: product and revenue KPIs from Amplitude and RevenueCat. Serve the REST API and MCP over HTTP, "
+    "run the MCP server over stdio, mint access tokens, or run the upstream sandbox alone."
+)
+MAKE_SECRET = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
+DESKTOP_TOKEN_TTL = 30 * 24 * 3600
+
+
+class ConfigurationError(Exception):
+    """A setting stops the command from starting; the message is the one line printed, naming the fix."""
+
+
+def _version() -> str:
+    try:
+        return version("loop-kpi")
+    except PackageNotFoundError:  # pragma: no cover - running from a tree that was never installed
+        return "unknown"
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail with a one-line fix if (host, port) cannot be listened on, before anything is printed or built."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ConfigurationError(f"cannot listen on host {host!r}: {exc.strerror}.") from exc
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigurationError(
+                    f"port {port} on {host} is already in use (another loop-kpi or make demo?); pick another "
+                    f"with --port {port + 1}, or make demo PORT={port + 1}."
+                ) from exc
+            raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}.") from exc
+
+
+def warn_unconfigured_sources(settings: Settings) -> None:
+    """One start-up warning naming every upstream variable still missing (their operations answer 503)."""
+    missing = settings.missing_upstream_variables()
+    if missing and not settings.KPI_SANDBOX:
+        logging.getLogger("loop_kpi").warning(
+            "upstream credentials missing: set %s (operations needing them answer 503; /readyz lists them). "
+            "For synthetic data instead: loop-kpi serve --sandbox.",
+            ", ".join(missing),
+        )
 
 
 def configure_logging(level: str = "INFO") -> None:
     """Logs go to stderr (stdout is the protocol channel of the stdio MCP server)."""
-    logging.basicConfig(stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # The audit trail: bare JSON lines on stderr, whatever the level of the rest.
+    logging.basicConfig(stream=sys.stderr, level=level)
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:  # basicConfig's (not a test harness's)
+            handler.setFormatter(EscapingFormatter())  # no raw newline from request input reaches the log
+    # The audit trail: its own handler, `AUDIT {json}` lines on stderr, whatever the level of the rest.
     audit_handler = logging.StreamHandler(sys.stderr)
-    audit_handler.setFormatter(logging.Formatter("%(message)s"))
+    audit_handler.setFormatter(AuditFormatter())
     AUDIT_LOGGER.handlers[:] = [audit_handler]
     AUDIT_LOGGER.setLevel(logging.INFO)
     AUDIT_LOGGER.propagate = False
@@ -37,8 +95,10 @@ def _settings(**overrides: Any) -> Settings:
     return Settings.model_validate({**base.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
 
 
-def banner(settings: Settings) -> str:
-    """The sandbox start-up banner: where to go, a ready token, and a curl line that works as printed."""
+def banner(settings: Settings, *, given_secret: bool = False) -> str:
+    """The sandbox start-up banner: where to go, a ready token, and a curl line that works as printed.
+    `given_secret`: KPI_JWT_SECRET came from the operator (not made up for this process), so the token works on
+    every instance sharing it."""
     secret = settings.KPI_JWT_SECRET.get_secret_value() if settings.KPI_JWT_SECRET else None
     base = settings.KPI_PUBLIC_URL
     lines = [
@@ -60,8 +120,14 @@ def banner(settings: Settings) -> str:
             issuer=settings.KPI_JWT_ISSUER,
             audience=settings.KPI_JWT_AUDIENCE,
         )
+        lines.append(f"  Dashboard: {base}/dashboard#token={token}")
         lines.append(f"  Token:     {token}")
-        lines.append("             (kpi:read, valid 8 h, signed with this process's secret)")
+        signed = (
+            "signed with KPI_JWT_SECRET: valid on every instance sharing that secret"
+            if given_secret
+            else "signed with this process's secret"
+        )
+        lines.append(f"             (kpi:read, valid 8 h, {signed})")
         lines.append(
             f'  Try:       curl -s -H "Authorization: Bearer {token}" {shlex.quote(base + "/api/kpi/overview")}'
         )
@@ -73,6 +139,7 @@ def banner(settings: Settings) -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from api.connections import server_limits
     from api.main import create_app
 
     configure_logging()
@@ -83,15 +150,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         KPI_PUBLIC_URL=public_url,
     )
     if settings.KPI_NO_AUTH and not settings.KPI_SANDBOX:
-        print("loop-kpi: --no-auth is only allowed with --sandbox; production never runs open.", file=sys.stderr)
-        return 2
+        raise ConfigurationError(
+            "--no-auth (or KPI_NO_AUTH=1) is only allowed with the sandbox: add --sandbox or set KPI_SANDBOX=1, "
+            "or unset KPI_NO_AUTH; production never runs open."
+        )
+    resolve_allowlist(settings.MCP_ALLOWED_OPERATIONS)
+    check_port(args.host, args.port)
+    warn_unconfigured_sources(settings)
 
     if args.workers > 1:
         return serve_workers(args, settings)
 
+    given_secret = settings.KPI_JWT_SECRET is not None
+
     def on_ready(effective: Settings) -> None:
         if effective.KPI_SANDBOX:
-            print(banner(effective), file=sys.stderr, flush=True)
+            print(banner(effective, given_secret=given_secret), file=sys.stderr, flush=True)
 
     app = create_app(settings, on_ready=on_ready)
     # No per-request access log: the audit log already writes one structured line per KPI call.
@@ -100,7 +174,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level="info",
+        log_config=None,  # uvicorn's own lines go through the escaping root handler too
         access_log=False,
+        **server_limits(settings),
         proxy_headers=False,
         server_header=False,
     )
@@ -109,9 +185,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def worker_app() -> FastAPI:
     """The app of one `--workers` process: logging as in the parent, settings from the environment."""
+    from api.connections import server_limits
     from api.main import create_app
 
     configure_logging()
+    server_limits(Settings())  # this worker's header timeout (uvicorn's parent passed the rest)
     return create_app()
 
 
@@ -120,12 +198,14 @@ def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
     worker (the sandbox, the JWT secret) is made here once and handed down through the environment."""
     import uvicorn
 
+    from api.connections import server_limits
     from api.main import with_ephemeral_secret
     from shared.runtime import sandbox_upstreams
 
     log = logging.getLogger("loop_kpi")
     if settings.KPI_REDIS_URL is None:
         log.warning("--workers without KPI_REDIS_URL: each worker keeps its own cache and upstream budget")
+    given_secret = settings.KPI_JWT_SECRET is not None
     if settings.KPI_SANDBOX:
         settings = with_ephemeral_secret(settings)
     with sandbox_upstreams(settings) as effective:
@@ -135,7 +215,7 @@ def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
             env |= {"KPI_NO_AUTH": "1"} if settings.KPI_NO_AUTH else {}
             if settings.KPI_JWT_SECRET is not None:
                 env["KPI_JWT_SECRET"] = settings.KPI_JWT_SECRET.get_secret_value()
-            print(banner(effective), file=sys.stderr, flush=True)
+            print(banner(effective, given_secret=given_secret), file=sys.stderr, flush=True)
         os.environ.update(env)
         uvicorn.run(
             "api.cli:worker_app",
@@ -144,7 +224,9 @@ def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
             host=args.host,
             port=args.port,
             log_level="info",
+            log_config=None,
             access_log=False,
+            **server_limits(settings),
             proxy_headers=False,
             server_header=False,
         )
@@ -154,8 +236,10 @@ def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_token(args: argparse.Namespace) -> int:
     settings = Settings()
     if settings.KPI_JWT_SECRET is None:
-        print("loop-kpi: set KPI_JWT_SECRET to mint a token.", file=sys.stderr)
-        return 2
+        raise ConfigurationError(
+            "set KPI_JWT_SECRET (the service's signing secret, at least 32 bytes) to mint a token; "
+            f"make one with: {MAKE_SECRET}"
+        )
     try:
         token = mint_token(
             settings.KPI_JWT_SECRET.get_secret_value(),
@@ -190,31 +274,55 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="loop-kpi", description=__doc__)
+    parser = argparse.ArgumentParser(prog="loop-kpi", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="serve REST (/api/kpi) and MCP (/mcp) over HTTP")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve = commands.add_parser(
+        "serve",
+        help="serve REST (/api/kpi) and MCP (/mcp) over HTTP",
+        description="Serve the REST API under /api/kpi, its docs at /docs and MCP over streamable HTTP at /mcp. "
+        "Upstream credentials and KPI_JWT_SECRET (or KPI_JWKS_URL) come from the environment or .env; with "
+        "--sandbox, synthetic data and a printed demo token instead.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--sandbox", action="store_true", help="serve the bundled synthetic data (or KPI_SANDBOX=1)")
     serve.add_argument("--no-auth", action="store_true", help="sandbox only: no authentication (conformance tests)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (share state through KPI_REDIS_URL)")
     serve.set_defaults(func=cmd_serve)
 
-    token = commands.add_parser("token", help="mint an HS256 token signed with KPI_JWT_SECRET")
+    token = commands.add_parser(
+        "token",
+        help="mint an HS256 token signed with KPI_JWT_SECRET",
+        description="Print a bearer token signed with KPI_JWT_SECRET (HS256), with kpi:read unless --scope or "
+        "--role say otherwise, and KPI_JWT_ISSUER/KPI_JWT_AUDIENCE when set. For a desktop MCP client, "
+        f"--ttl {DESKTOP_TOKEN_TTL} (30 days). No secret yet? Make one with: {MAKE_SECRET}",
+    )
     token.add_argument("--sub", required=True, help="subject (who the token is for)")
     token.add_argument("--scope", action="append", help="a scope; repeat for several (default kpi:read)")
     token.add_argument("--role", action="append", help="a role, e.g. admin or exec; repeatable")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     token.set_defaults(func=cmd_token)
 
-    mcp = commands.add_parser("mcp", help="serve MCP over stdio (identity from KPI_ACCESS_TOKEN)")
+    mcp = commands.add_parser(
+        "mcp",
+        help="serve MCP over stdio (identity from KPI_ACCESS_TOKEN)",
+        description="Serve MCP over stdin/stdout for Claude Desktop or Claude Code. The caller is KPI_ACCESS_TOKEN "
+        "(a token from loop-kpi token), verified at start-up with KPI_JWT_SECRET or KPI_JWKS_URL; with --sandbox "
+        "and no token, a local caller on synthetic data.",
+    )
     mcp.add_argument("--sandbox", action="store_true", help="serve the bundled synthetic data (or KPI_SANDBOX=1)")
     mcp.set_defaults(func=cmd_mcp)
 
-    sandbox = commands.add_parser("sandbox", help="run only the Amplitude + RevenueCat sandbox emulators")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8100)
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="run only the Amplitude + RevenueCat sandbox emulators",
+        description="Serve the Amplitude and RevenueCat emulators alone, for KPI_SANDBOX_URL or your own clients; "
+        "prints the base URL and its (fake) credentials.",
+    )
+    sandbox.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    sandbox.add_argument("--port", type=int, default=8100, help="port to listen on (default 8100)")
     sandbox.set_defaults(func=cmd_sandbox)
     return parser
 
@@ -222,7 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `loop-kpi` console script."""
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except (ConfigurationError, UnknownOperationError) as exc:
+        print(f"loop-kpi {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        print(f"loop-kpi {args.command}: invalid configuration: {problems}", file=sys.stderr)
+        return EXIT_USAGE
     return code
 
 

@@ -20,7 +20,7 @@ from api.fastpath import OperationRoute, match_operation
 from api.state import cache_hit_of, set_principal
 from server.context import publish
 from shared.audit import Transport, audit
-from shared.auth.bearer import authenticate_bearer
+from shared.auth.bearer import authenticate_bearer, authorization_header
 from shared.auth.scopes import Principal, require_kpi_access
 from shared.errors import AuthError
 from shared.runtime import Runtime
@@ -46,7 +46,7 @@ async def authenticate(
     principal: Principal | None = None
     try:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        header = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"authorization"), None)
+        header = authorization_header(scope.get("headers", []))
         principal = await authenticate_bearer(
             header,
             token_in_query="access_token" in query,

@@ -18,12 +18,14 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.dashboard import mount_dashboard
+from api.docs import install_docs
 from api.errors import add_exception_handlers
 from api.fastpath import CachedAnswers, OperationRoute
 from api.guard import RestGuard
 from api.limits import BodyLimit
 from api.mcp import mount_mcp
-from api.openapi import Problem
+from api.openapi import Problem, document_kpi_responses
 from api.routes import health
 from api.routes.kpi import PREFIX, build_router
 from server.tools import build_mcp
@@ -109,12 +111,16 @@ def create_app(
         version="0.1.0",
         summary="Product and revenue KPIs from Amplitude and RevenueCat, for executives, analysts and AI assistants.",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, with their assets from the app (no CDN)
+        redoc_url=None,
     )
+    install_docs(app)
     add_exception_handlers(app)
     app.include_router(health.router)
     kpi_router = build_router(operations)
     app.include_router(kpi_router)
     _register_problem_schema(app)
+    mount_dashboard(app)
     mount_mcp(app, mcp, settings, get_runtime)
     by_id = {operation.id: operation for operation in operations}
     routes: list[OperationRoute] = [
@@ -151,6 +157,7 @@ def _register_problem_schema(app: FastAPI) -> None:
                 if path.startswith(PREFIX + "/"):
                     for operation in operations.values():
                         operation["security"] = [{"bearer": []}]
+            document_kpi_responses(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

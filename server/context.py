@@ -47,7 +47,9 @@ async def current_reader() -> Principal:
     if principal.expires_at is not None and principal.expires_at <= time.time():
         # stdio verifies its token once, at start-up: a long session must still stop when the token expires.
         raise AccessDeniedError(
-            "Unauthorized: the access token has expired; restart the server with a fresh KPI_ACCESS_TOKEN.", status=401
+            "Unauthorized: the access token has expired. Mint a new one (loop-kpi token --sub NAME --ttl 2592000 "
+            "for 30 days, with the service's KPI_JWT_SECRET), put it in KPI_ACCESS_TOKEN and restart the server.",
+            status=401,
         )
     try:
         require_kpi_access(principal)

@@ -20,6 +20,7 @@ from shared.runtime import open_runtime, sandbox_upstreams
 from shared.settings import Settings
 
 EXIT_USAGE = 2
+DESKTOP_TOKEN_TTL = 30 * 24 * 3600  # a lifetime that fits a desktop client's config (30 days)
 
 
 def _fail(message: str) -> int:
@@ -33,7 +34,17 @@ async def identify(settings: Settings) -> Principal:
     if not token:
         if settings.KPI_SANDBOX:
             return Principal.local("sandbox-local")
-        raise AuthenticationError("KPI_ACCESS_TOKEN is not set; it must hold a bearer token.", token_sent=False)
+        raise AuthenticationError(
+            "KPI_ACCESS_TOKEN is not set; it must hold a bearer token with kpi:read (loop-kpi token --sub NAME "
+            f"--ttl {DESKTOP_TOKEN_TTL}), or use --sandbox for the synthetic demo data.",
+            token_sent=False,
+        )
+    if settings.KPI_JWT_SECRET is None and not settings.KPI_JWKS_URL:
+        raise AuthenticationError(
+            "cannot be verified: set KPI_JWT_SECRET (the secret the token was signed with) or KPI_JWKS_URL "
+            "(your identity provider's JWKS).",
+            token_sent=True,
+        )
     async with TokenVerifier(settings) as verifier:
         return await verifier.verify(token)
 
@@ -46,7 +57,9 @@ async def run_stdio(settings: Settings) -> int:
     except (UnknownOperationError, ValueError) as exc:
         return _fail(str(exc))
     except AuthenticationError as exc:
-        return _fail(f"KPI_ACCESS_TOKEN rejected: {exc.detail}")
+        fix = f"; mint a new one: loop-kpi token --sub NAME --ttl {DESKTOP_TOKEN_TTL}"
+        hint = fix if "expired" in exc.detail else ""
+        return _fail(f"KPI_ACCESS_TOKEN rejected: {exc.detail}{hint}")
     async with AsyncExitStack() as stack:
         effective = stack.enter_context(sandbox_upstreams(settings))
         runtime = await stack.enter_async_context(

@@ -21,6 +21,7 @@ from mcp.types import ToolAnnotations
 from mcp_types import INVALID_PARAMS
 from pydantic import BaseModel, Field
 
+from server.apps import apps_extension, register_apps
 from server.context import AccessDeniedError, current_principal, current_reader, current_transport
 from shared.audit import audit
 from shared.errors import KpiError
@@ -98,7 +99,9 @@ def build_mcp(get_runtime: Callable[[], Runtime], allowed: Sequence[AnyOperation
         version="0.1.0",
         instructions=INSTRUCTIONS,
         log_level="WARNING",
+        extensions=[apps_extension()],
     )
+    views = register_apps(mcp, allowed)
     for operation in allowed:
         mcp.add_tool(
             _tool_function(operation, get_runtime),
@@ -107,6 +110,7 @@ def build_mcp(get_runtime: Callable[[], Runtime], allowed: Sequence[AnyOperation
             description=operation.description,
             annotations=READ_ONLY,
             structured_output=True,
+            meta=views.get(operation.id),
         )
 
     allowed_names = frozenset(operation.id for operation in allowed)

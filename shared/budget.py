@@ -1,5 +1,5 @@
 """Upstream budgets: concurrency gates and sliding-window rate limiters that wait when the caller's deadline allows,
-and fail fast with a retry-after when it does not (upstream-apis.md §1.11 and §2.9).
+and fail fast with a retry-after when it does not (docs/upstream-apis.md#amplitude-limits and #revenuecat-rate-limits).
 
 A wait is allowed only if it ends before the effective deadline of the caller's cancel scope (`anyio.fail_after`
 set by the service per operation), so a caller never hangs past its deadline. Windows live in a `WindowStore`:
@@ -19,6 +19,9 @@ from typing import Protocol
 import anyio
 
 from shared.errors import Source, UpstreamRateLimitedError
+
+DEFAULT_MAX_BLOCK = 300.0
+"""Longest an upstream-supplied wait (Retry-After, backoff_ms) blocks a budget, unless configured otherwise."""
 
 
 def remaining_time() -> float:
@@ -45,8 +48,9 @@ class WindowStore(Protocol):
 class LocalWindowStore:
     """Windows in this process only."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, *, max_block: float = DEFAULT_MAX_BLOCK) -> None:
         self.clock = clock
+        self.max_block = max_block
         self._spent: dict[str, deque[tuple[float, float]]] = {}
         self._blocked_until: dict[str, float] = {}
 
@@ -77,7 +81,7 @@ class LocalWindowStore:
         return sum(c for _, c in self._window(name, window, self.clock()))
 
     async def block(self, name: str, seconds: float) -> None:
-        self._blocked_until[name] = self.clock() + seconds
+        self._blocked_until[name] = self.clock() + min(seconds, self.max_block)
 
 
 class WindowLimiter:
@@ -96,8 +100,10 @@ class WindowLimiter:
         name: str,
         clock: Callable[[], float] = time.monotonic,
         store: WindowStore | None = None,
+        max_block: float = DEFAULT_MAX_BLOCK,
     ) -> None:
         self.capacity = capacity
+        self.max_block = max_block
         self.window = window
         self.source: Source = source
         self.name = name
@@ -136,8 +142,8 @@ class WindowLimiter:
             await self.store.spend(self._key, float(missing), self.capacity, self.window, force=True)
 
     async def block_for(self, seconds: float) -> None:
-        """The upstream answered 429 with Retry-After: nothing is spent for that long."""
-        await self.store.block(self._key, seconds)
+        """The upstream answered 429 with Retry-After: nothing is spent for that long (at most `max_block`)."""
+        await self.store.block(self._key, min(seconds, self.max_block))
 
 
 @dataclass

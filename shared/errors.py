@@ -89,6 +89,14 @@ class AuthenticationError(AuthError):
         self.token_sent = token_sent
 
 
+class MalformedAuthorizationError(AuthError):
+    """A request whose credentials cannot be read unambiguously (e.g. two `Authorization` headers)."""
+
+    status = 400
+    title = "Bad request"
+    slug = "bad-request"
+
+
 class InsufficientScopeError(AuthError):
     """A verified caller without the scope (or role) the operation needs."""
 

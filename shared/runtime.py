@@ -5,11 +5,10 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import anyio
 import httpx2
@@ -20,25 +19,14 @@ from shared.cache import CacheBackend, MemoryCache
 from shared.clients._http import UpstreamHttp, new_async_client
 from shared.clients.amplitude import AmplitudeClient
 from shared.clients.revenuecat import RevenueCatClient
-from shared.errors import KpiError, Source
+from shared.errors import Source
 from shared.models.kpi import DataSource
 from shared.operations import CacheTtl
+from shared.readiness import ReadinessCache, SourceReadiness
 from shared.services.cached import CachedKpiService
 from shared.services.kpi import KpiService
 from shared.settings import Settings
 from shared.shared_state import RedisLink, SharedCache, SharedLocks, SharedWindowStore
-
-READINESS_TTL = 30.0
-
-
-@dataclass(frozen=True)
-class SourceReadiness:
-    """Whether one upstream is configured and answered a cheap probe (no secrets, no upstream bodies)."""
-
-    source: Source
-    configured: bool
-    reachable: bool | None
-    detail: str | None = None
 
 
 @dataclass
@@ -53,7 +41,7 @@ class Runtime:
     data_source: DataSource
     verifier: TokenVerifier
     redis: RedisLink | None = None
-    _readiness: tuple[float, list[SourceReadiness]] | None = field(default=None, repr=False)
+    _readiness: ReadinessCache = field(default_factory=ReadinessCache, repr=False)
 
     @property
     def anonymous_allowed(self) -> bool:
@@ -61,40 +49,8 @@ class Runtime:
         return self.settings.KPI_NO_AUTH and self.data_source == "sandbox"
 
     async def readiness(self) -> list[SourceReadiness]:
-        """Configured and reachable state of each source; probes are cached for 30 s to spare upstream budgets."""
-        now = time.monotonic()
-        if self._readiness is not None and now - self._readiness[0] < READINESS_TTL:
-            return self._readiness[1]
-        results: dict[Source, SourceReadiness] = {}
-
-        async def probe(source: Source, check: Callable[[], Awaitable[object]] | None) -> None:
-            if check is None:
-                results[source] = SourceReadiness(source, configured=False, reachable=None, detail="not configured")
-                return
-            try:
-                with anyio.fail_after(self.settings.KPI_UPSTREAM_TIMEOUT + 1):
-                    await check()
-            except KpiError as exc:
-                results[source] = SourceReadiness(source, configured=True, reachable=False, detail=exc.detail)
-            except TimeoutError:
-                results[source] = SourceReadiness(source, configured=True, reachable=False, detail="probe timed out")
-            else:
-                results[source] = SourceReadiness(source, configured=True, reachable=True)
-
-        amplitude, revenuecat = self.amplitude, self.revenuecat
-        yesterday = self.kpi.today() - timedelta(days=1)
-        async with anyio.create_task_group() as group:
-            group.start_soon(
-                probe,
-                "amplitude",
-                None if amplitude is None else lambda: amplitude.users(yesterday, yesterday, metric="active"),
-            )
-            group.start_soon(
-                probe, "revenuecat", None if revenuecat is None else lambda: revenuecat.customer("loop-kpi-readyz")
-            )
-        ordered = [results["amplitude"], results["revenuecat"]]
-        self._readiness = (now, ordered)
-        return ordered
+        """Configured and reachable state of each source: one shared probe per 30 s (`shared.readiness`)."""
+        return await self._readiness.read(self)
 
 
 def sandbox_settings(settings: Settings, base_url: str) -> Settings:
@@ -128,9 +84,11 @@ def sandbox_upstreams(settings: Settings) -> Generator[Settings]:
         yield sandbox_settings(settings, server.base_url)
 
 
-def _window_factory(store: WindowStore | None) -> Callable[[float, float, Source, str], WindowLimiter]:
+def _window_factory(
+    store: WindowStore | None, max_block: float
+) -> Callable[[float, float, Source, str], WindowLimiter]:
     def window(capacity: float, seconds: float, source: Source, name: str) -> WindowLimiter:
-        return WindowLimiter(capacity, seconds, source=source, name=name, store=store)
+        return WindowLimiter(capacity, seconds, source=source, name=name, store=store, max_block=max_block)
 
     return window
 
@@ -142,6 +100,7 @@ def _upstream_http(settings: Settings, http: httpx2.AsyncClient, source: Source)
         deadline=settings.KPI_UPSTREAM_TIMEOUT,
         retries=settings.KPI_UPSTREAM_RETRIES,
         max_retry_wait=settings.KPI_RETRY_MAX_WAIT,
+        max_block=settings.KPI_MAX_UPSTREAM_BLOCK,
     )
 
 
@@ -250,10 +209,14 @@ async def open_runtime(
         link: RedisLink | None = None
         store: WindowStore | None = None
         if settings.KPI_REDIS_URL is not None and settings.KPI_REDIS_URL.get_secret_value().strip():
-            link = RedisLink(settings.KPI_REDIS_URL.get_secret_value().strip(), prefix=f"loop-kpi:{data_source}")
+            link = RedisLink(
+                settings.KPI_REDIS_URL.get_secret_value().strip(),
+                prefix=f"loop-kpi:{data_source}",
+                max_block=settings.KPI_MAX_UPSTREAM_BLOCK,
+            )
             stack.push_async_callback(link.aclose)
             store = SharedWindowStore(link, fallback_share=settings.KPI_REDIS_FALLBACK_SHARE)
-        window = _window_factory(store)
+        window = _window_factory(store, settings.KPI_MAX_UPSTREAM_BLOCK)
 
         tasks = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(tasks.cancel_scope.cancel)  # runs first on exit: stop computations nobody awaits

@@ -49,8 +49,11 @@ class Settings(BaseSettings):
     KPI_REQUEST_DEADLINE: float = Field(default=25.0, gt=0, description="Seconds one operation may take in all.")
     KPI_UPSTREAM_RETRIES: int = Field(default=2, ge=0, le=5, description="Retries of a failed idempotent GET.")
     KPI_RETRY_MAX_WAIT: float = Field(default=10.0, ge=0, description="Longest Retry-After the service waits out.")
+    KPI_MAX_UPSTREAM_BLOCK: float = Field(
+        default=300.0, gt=0, description="Longest an upstream's Retry-After or backoff_ms blocks its budget (seconds)."
+    )
 
-    # Upstream budgets (upstream-apis.md §1.11, §2.9); RevenueCat's headers update its per-minute limits.
+    # Upstream budgets (docs/upstream-apis.md#amplitude-limits, #revenuecat-rate-limits); RevenueCat's headers adjust.
     KPI_AMPLITUDE_CONCURRENCY: int = Field(default=5, ge=1)
     KPI_AMPLITUDE_COST_PER_5MIN: int = Field(default=1000, ge=1)
     KPI_AMPLITUDE_COST_PER_HOUR: int = Field(default=108_000, ge=1)
@@ -93,6 +96,13 @@ class Settings(BaseSettings):
         default=None, description="With KPI_SANDBOX: use a sandbox already running there instead of starting one."
     )
     KPI_NO_AUTH: bool = Field(default=False, description="Sandbox only: serve without authentication.")
+    # Connection limits of `loop-kpi serve` (docs/deployment.md).
+    KPI_MAX_HEADER_BYTES: int = Field(default=16 * 1024, ge=1024, description="Largest request head (bytes).")
+    KPI_HEADER_TIMEOUT: float = Field(default=10.0, gt=0, description="Seconds a client has to send its headers.")
+    KPI_KEEPALIVE_TIMEOUT: float = Field(default=5.0, gt=0, description="Seconds an idle connection stays open.")
+    KPI_MAX_CONNECTIONS: int = Field(
+        default=1000, ge=1, description="Concurrent connections and requests; beyond them uvicorn answers 503."
+    )
     MCP_ALLOWED_OPERATIONS: Annotated[tuple[str, ...], NoDecode] | None = None
 
     @field_validator("KPI_CONVERSION_STEPS", "KPI_ALLOWED_HOSTS", "MCP_ALLOWED_OPERATIONS", mode="before")
@@ -114,6 +124,16 @@ class Settings(BaseSettings):
     def revenuecat_configured(self) -> bool:
         """True when the RevenueCat v2 key and project id are non-empty."""
         return bool(_secret(self.REVENUECAT_API_KEY) and (self.REVENUECAT_PROJECT_ID or "").strip())
+
+    def missing_upstream_variables(self) -> list[str]:
+        """The upstream variables still unset (empty when both sources are configured)."""
+        wanted = {
+            "AMPLITUDE_API_KEY": _secret(self.AMPLITUDE_API_KEY),
+            "AMPLITUDE_SECRET_KEY": _secret(self.AMPLITUDE_SECRET_KEY),
+            "REVENUECAT_API_KEY": _secret(self.REVENUECAT_API_KEY),
+            "REVENUECAT_PROJECT_ID": (self.REVENUECAT_PROJECT_ID or "").strip(),
+        }
+        return [name for name, value in wanted.items() if not value]
 
     def amplitude_credentials(self) -> tuple[str, str]:
         """The Amplitude (api key, secret key) pair; empty strings when unset."""

@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from shared.budget import LocalWindowStore
+from shared.budget import DEFAULT_MAX_BLOCK, LocalWindowStore
 from shared.cache import CacheEntry, MemoryCache
 
 T = TypeVar("T")
@@ -36,7 +36,14 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 if not force then
   local pttl = redis.call('PTTL', block)
-  if pttl > 0 then return tostring(pttl / 1000) end
+  if pttl > 0 then
+    local cap = math.ceil(tonumber(ARGV[6]) * 1000)
+    if pttl > cap then
+      redis.call('PEXPIRE', block, cap)  -- a block set before the cap (or with a larger one) shrinks to it
+      pttl = cap
+    end
+    return tostring(pttl / 1000)
+  end
 end
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
 local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
@@ -79,13 +86,20 @@ class RedisLink:
     """The Redis client and whether it currently answers."""
 
     def __init__(
-        self, url: str, *, prefix: str = "loop-kpi", timeout: float = 0.5, retry_interval: float = 2.0
+        self,
+        url: str,
+        *,
+        prefix: str = "loop-kpi",
+        timeout: float = 0.5,
+        retry_interval: float = 2.0,
+        max_block: float = DEFAULT_MAX_BLOCK,
     ) -> None:
         self.client: aioredis.Redis = aioredis.Redis.from_url(  # pyright: ignore[reportUnknownMemberType]
             url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=0
         )
         self.prefix = prefix
         self.retry_interval = retry_interval
+        self.max_block = max_block
         self.down_since: float | None = None
         self._retry_at = 0.0
         self._spend = self.client.register_script(_SPEND)
@@ -134,7 +148,7 @@ class RedisLink:
         result = await self.call(
             lambda: self._spend(
                 keys=[self.key("window", name), self.key("block", name)],
-                args=[cost, capacity, window, "1" if force else "0", secrets.token_hex(6)],
+                args=[cost, capacity, window, "1" if force else "0", secrets.token_hex(6), self.max_block],
             )
         )
         return float(_text(result))
@@ -144,7 +158,8 @@ class RedisLink:
         return float(_text(result))
 
     async def block(self, name: str, seconds: float) -> None:
-        await self.call(lambda: self.client.set(self.key("block", name), "1", px=max(1, int(seconds * 1000))))
+        milliseconds = max(1, int(min(seconds, self.max_block) * 1000))
+        await self.call(lambda: self.client.set(self.key("block", name), "1", px=milliseconds))
 
     async def release(self, key: str, token: str) -> None:
         await self.call(lambda: self._release(keys=[key], args=[token]))
@@ -235,7 +250,7 @@ class SharedWindowStore:
 
     def __init__(self, link: RedisLink, *, fallback_share: float = 0.5) -> None:
         self.link = link
-        self.local = LocalWindowStore()
+        self.local = LocalWindowStore(max_block=link.max_block)
         self.fallback_share = fallback_share
 
     async def spend(self, name: str, cost: float, capacity: float, window: float, *, force: bool = False) -> float:

@@ -42,6 +42,11 @@ async def read_health() -> Health:
     return Health()
 
 
+def _not_configured(source: str, missing: list[str]) -> str:
+    names = [name for name in missing if name.startswith(source.upper())]
+    return f"not configured: set {' and '.join(names)}" if names else "not configured"
+
+
 @router.get(
     "/readyz",
     response_model=Readiness,
@@ -51,8 +56,14 @@ async def read_health() -> Health:
 async def read_readiness(runtime: RuntimeDep) -> JSONResponse:
     """Which sources are configured and answered a cheap probe (cached for 30 s), and whether Redis (when
     configured) is reachable."""
+    missing = runtime.settings.missing_upstream_variables()
     states = [
-        SourceState(source=s.source, configured=s.configured, reachable=s.reachable, detail=s.detail)
+        SourceState(
+            source=s.source,
+            configured=s.configured,
+            reachable=s.reachable,
+            detail=s.detail if s.configured else _not_configured(s.source, missing),
+        )
         for s in await runtime.readiness()
     ]
     up = [s.configured and bool(s.reachable) for s in states]

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from shared.auth.scopes import Principal
 from shared.auth.tokens import TokenVerifier, parse_authorization_header
-from shared.errors import AuthenticationError
+from shared.errors import AuthenticationError, MalformedAuthorizationError
 
 ANONYMOUS_SANDBOX = "sandbox-no-auth"
+
+
+def authorization_header(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The one `Authorization` header of an ASGI request, or None; two or more are refused (400), since servers
+    and proxies disagree about which one counts."""
+    values = [value.decode("latin-1") for name, value in headers if name.lower() == b"authorization"]
+    if len(values) > 1:
+        raise MalformedAuthorizationError("send exactly one Authorization header.")
+    return values[0] if values else None
 
 
 async def authenticate_bearer(

@@ -8,6 +8,7 @@ token, a claim value or a key.
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 import time
@@ -140,6 +141,7 @@ class TokenVerifier:
         else:
             raise _reject("unsupported algorithm")
         claims = self._decode(token, key, alg)
+        _check_numeric_dates(claims)
         return _principal(claims)
 
     async def aclose(self) -> None:
@@ -191,7 +193,7 @@ class TokenVerifier:
             raise _reject("unsupported algorithm") from None
         except jwt.InvalidKeyError:
             raise _reject("unusable verification key") from None
-        except (jwt.PyJWTError, ValueError, TypeError):
+        except (jwt.PyJWTError, ValueError, TypeError, OverflowError):
             raise _reject("malformed token") from None
 
     async def _jwks_key(self, alg: str, kid: str | None) -> jwt.PyJWK:
@@ -319,6 +321,20 @@ def _parse_jwk(entry: object) -> jwt.PyJWK | None:
     return key
 
 
+TIME_CLAIMS = ("exp", "nbf", "iat")
+
+
+def _check_numeric_dates(claims: Mapping[str, object]) -> None:
+    """`exp`, `nbf` and `iat`, when present, are RFC 7519 NumericDates: JSON numbers, finite. PyJWT also accepts a
+    string of digits, which the rest of the service would read as "no expiry"."""
+    for name in TIME_CLAIMS:
+        if name not in claims:
+            continue
+        value = claims[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise _reject(f"{name} is not a NumericDate")
+
+
 def _missing_claim_reason(claim: str) -> str:
     if claim == "aud":
         return "wrong audience"
@@ -332,12 +348,14 @@ def _missing_claim_reason(claim: str) -> str:
 
 
 def _strings(value: object) -> frozenset[str]:
-    """Names from a space-separated string or a list of strings; anything else (or inside) is ignored."""
+    """Names from a string separated by the space character only (RFC 6749 §3.3: a tab or a non-breaking space is
+    part of a name, not a separator) or a list of names (each taken as it is; one holding a space is no name);
+    anything else is ignored."""
     if isinstance(value, str):
-        return frozenset(value.split())
+        return frozenset(name for name in value.split(" ") if name)
     if isinstance(value, list):
         items = cast("list[object]", value)
-        return frozenset(item.strip() for item in items if isinstance(item, str) and item.strip())
+        return frozenset(item for item in items if isinstance(item, str) and item and " " not in item)
     return frozenset()
 
 
@@ -349,7 +367,7 @@ def _principal(claims: Mapping[str, object]) -> Principal:
     roles = _strings(claims.get("role")) | _strings(claims.get("roles"))
     jti = claims.get("jti")
     exp = claims.get("exp")
-    expires_at = int(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+    expires_at = math.floor(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
     return Principal(
         subject=subject,
         scopes=scopes,

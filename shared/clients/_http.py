@@ -10,12 +10,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import anyio
 import httpx2
 from pydantic import BaseModel, ValidationError
 
-from shared.budget import Gate, remaining_time
+from shared.budget import DEFAULT_MAX_BLOCK, Gate, remaining_time
 from shared.errors import (
     Source,
     UpstreamAuthError,
@@ -31,6 +32,15 @@ DEFAULT_RETRY_AFTER = 60
 _BASE_BACKOFF = 0.2
 _MAX_BACKOFF = 2.0
 USER_AGENT = "loop-kpi/0.1 (+https://loop-kpi.dev)"
+
+
+def path_segment(value: str) -> str:
+    """`value` as exactly one URL path segment: every reserved character percent-encoded, and a dots-only value
+    (`.`, `..`, ...) as `%2E`s, which URL builders and servers do not resolve as "this" or "parent" directory."""
+    encoded = quote(value, safe="")
+    if encoded and encoded.strip(".") == "":
+        return "%2E" * len(encoded)
+    return encoded
 
 
 def new_async_client(
@@ -85,6 +95,7 @@ class UpstreamHttp:
         deadline: float,
         retries: int = 2,
         max_retry_wait: float = 10.0,
+        max_block: float = DEFAULT_MAX_BLOCK,
         rng: random.Random | None = None,
     ) -> None:
         self._client = client
@@ -92,6 +103,7 @@ class UpstreamHttp:
         self._deadline = deadline
         self._retries = retries
         self._max_retry_wait = max_retry_wait
+        self.max_block = max_block
         self._random = rng or random.Random()
         self.retries_made = 0
 
@@ -170,8 +182,15 @@ class UpstreamHttp:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if retry_after is None:
                 retry_after = _backoff_seconds(response) or DEFAULT_RETRY_AFTER
+            capped = ""
+            if retry_after > self.max_block:
+                capped = (
+                    f" ({self.source} asked for {retry_after} s; the service caps an upstream's wait at "
+                    f"{self.max_block:g} s)"
+                )
+                retry_after = max(1, math.ceil(self.max_block))
             raise UpstreamRateLimitedError(
-                f"{self.source} is rate-limiting the service; retry in {retry_after} s.",
+                f"{self.source} is rate-limiting the service; retry in {retry_after} s{capped}.",
                 source=self.source,
                 retry_after=retry_after,
             )

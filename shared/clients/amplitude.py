@@ -1,4 +1,4 @@
-"""Amplitude Dashboard REST API client (upstream-apis.md §1): active/new users, funnels, user search and activity.
+"""Amplitude Dashboard REST API client (docs/upstream-apis.md): active/new users, funnels, user search and activity.
 
 Basic auth (api key : secret key) is set on the injected `httpx2.AsyncClient`; dates go out as `YYYYMMDD`.
 """
@@ -48,7 +48,7 @@ class AmplitudeClient:
     ) -> UsersData:
         """`GET /api/2/users`: active (DAU/WAU/MAU by `interval`) or new users per bucket."""
         params = {"start": amplitude_date(start), "end": amplitude_date(end), "m": metric, "i": interval}
-        cost = (end - start).days + 1  # days x conditions (1) x query-type cost (1), upstream-apis.md §1.11
+        cost = (end - start).days + 1  # days x 1 condition x query-type cost 1, docs/upstream-apis.md#amplitude-limits
         response = await self._http.get("/api/2/users", params=params, gate=self._dashboard, cost=cost)
         data = self._http.parse(response, UsersResponse).data
         if data.series and any(len(s) != len(data.x_values) for s in data.series):
@@ -75,7 +75,7 @@ class AmplitudeClient:
             ("n", "active"),
             ("cs", conversion_window_seconds),
         ]
-        cost = ((end - start).days + 1) * 2 * len(steps)  # days x (2 x steps), upstream-apis.md §1.11
+        cost = ((end - start).days + 1) * 2 * len(steps)  # days x (2 x steps), docs/upstream-apis.md#amplitude-limits
         response = await self._http.get(
             "/api/2/funnels", params=httpx2.QueryParams(params), gate=self._dashboard, cost=cost
         )

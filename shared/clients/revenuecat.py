@@ -1,4 +1,4 @@
-"""RevenueCat REST API v2 client (upstream-apis.md §2): overview metrics, charts, customers and their
+"""RevenueCat REST API v2 client (docs/upstream-apis.md): overview metrics, charts, customers and their
 subscriptions, purchases and transactions.
 
 Never calls v1 `GET /subscribers/{id}`: that endpoint *creates* the customer it reads. Unknown customers are
@@ -13,13 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal, TypeVar
-from urllib.parse import quote
 
 import httpx2
 from pydantic import BaseModel
 
 from shared.budget import Gate
-from shared.clients._http import UpstreamHttp
+from shared.clients._http import UpstreamHttp, path_segment
 from shared.errors import UpstreamError
 from shared.models.revenuecat import (
     ChartData,
@@ -52,7 +51,7 @@ class RevenueCatClient:
 
     def __init__(self, http: UpstreamHttp, project_id: str, *, gates: Mapping[Domain, Gate] | None = None) -> None:
         self._http = http
-        self._project = f"/v2/projects/{quote(project_id, safe='')}"
+        self._project = f"/v2/projects/{path_segment(project_id)}"
         self._chart_options: dict[str, ChartOptions] = {}
         self._gates: Mapping[Domain, Gate] = gates or {}
         self.rate_limits: dict[Domain, RateLimitReading] = {}
@@ -67,7 +66,7 @@ class RevenueCatClient:
         cached = self._chart_options.get(chart)
         if cached is None:
             response = await self._get(
-                "charts_metrics", f"{self._project}/charts/{quote(chart, safe='')}/options", {"realtime": "true"}
+                "charts_metrics", f"{self._project}/charts/{path_segment(chart)}/options", {"realtime": "true"}
             )
             cached = self._chart_options[chart] = self._http.parse(response, ChartOptions)
         return cached
@@ -101,7 +100,7 @@ class RevenueCatClient:
             params["segment"] = segment
         if selectors:
             params["selectors"] = json.dumps(dict(selectors))
-        response = await self._get("charts_metrics", f"{self._project}/charts/{quote(chart, safe='')}", params)
+        response = await self._get("charts_metrics", f"{self._project}/charts/{path_segment(chart)}", params)
         return self._http.parse(response, ChartData)
 
     async def customer(self, customer_id: str) -> Customer | None:
@@ -121,11 +120,11 @@ class RevenueCatClient:
 
     async def subscription_transactions(self, subscription_id: str) -> list[SubscriptionTransaction]:
         """Every store transaction (first purchase and renewals) of a subscription."""
-        path = f"{self._project}/subscriptions/{quote(subscription_id, safe='')}/transactions"
+        path = f"{self._project}/subscriptions/{path_segment(subscription_id)}/transactions"
         return await self._list(path, SubscriptionTransaction)
 
     def _customer_path(self, customer_id: str) -> str:
-        return f"{self._project}/customers/{quote(customer_id, safe='')}"
+        return f"{self._project}/customers/{path_segment(customer_id)}"
 
     async def _list(self, path: str, model: type[ItemT]) -> list[ItemT]:
         items: list[ItemT] = []

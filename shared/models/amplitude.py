@@ -1,4 +1,4 @@
-"""Wire models for the Amplitude Dashboard REST API (upstream-apis.md §1), validated at the client edge.
+"""Wire models for the Amplitude Dashboard REST API (docs/upstream-apis.md), validated at the client edge.
 
 Unknown extra fields are ignored; only what the reference marks as documented is required.
 """
@@ -47,7 +47,7 @@ class UserMatch(_Wire):
 
 
 class UserSearchResponse(_Wire):
-    matches: list[UserMatch]  # required: even "no match" carries `"matches": []` (upstream-apis.md §1.8)
+    matches: list[UserMatch]  # required: sent even when nothing matches (docs/upstream-apis.md#amplitude-usersearch)
     type: str | None = None
 
 

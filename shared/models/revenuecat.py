@@ -1,4 +1,4 @@
-"""Wire models for the RevenueCat REST API v2 (upstream-apis.md §2), validated at the client edge.
+"""Wire models for the RevenueCat REST API v2 (docs/upstream-apis.md), validated at the client edge.
 
 Timestamps are ms since epoch. Unknown extra fields are ignored; enums the reference lists are kept as plain
 strings so that a value RevenueCat adds later does not break us.

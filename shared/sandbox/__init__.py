@@ -1,4 +1,4 @@
-"""Loopback emulators of the Amplitude Dashboard REST and RevenueCat REST APIs (see /work/shared/upstream-apis.md).
+"""Loopback emulators of the Amplitude Dashboard REST and RevenueCat REST APIs (see docs/upstream-apis.md).
 
 A seeded synthetic dataset, fault injection and per-endpoint request counters, served by one Starlette app.
 """

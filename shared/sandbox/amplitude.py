@@ -1,4 +1,4 @@
-"""Amplitude Dashboard REST emulator (upstream-apis.md §1): /api/2/users, funnels, usersearch, useractivity.
+"""Amplitude Dashboard REST emulator (docs/upstream-apis.md): /api/2/users, funnels, usersearch, useractivity.
 
 Auth is HTTP Basic (api key : secret key). Errors are plain text. Everything is computed from the dataset
 in UTC (the sandbox project's time zone).
@@ -46,7 +46,7 @@ class AmplitudeError(Exception):
 
 
 def _error_response(status: int, retry_after: int | None) -> Response:
-    # UNCONFIRMED upstream: 429 body format and Retry-After (§1.11); plain text, header only when asked.
+    # UNCONFIRMED upstream: 429 body, Retry-After (docs/upstream-apis.md#amplitude-limits); plain text, header if asked.
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return PlainTextResponse(f"sandbox fault: HTTP {status}", status_code=status, headers=headers)
 
@@ -77,7 +77,7 @@ def _endpoint(state: SandboxState, name: str, handler: Handler, gate: Gate) -> C
         state.faults.record(name)
         concurrency, limit = gate(state)
         if not concurrency.try_acquire(limit):
-            # UNCONFIRMED upstream: the 429 body format (§1.11).
+            # UNCONFIRMED upstream: the 429 body format (docs/upstream-apis.md#amplitude-limits).
             return PlainTextResponse(f"Too many concurrent requests (limit {limit})", status_code=429)
         try:
             return await apply_fault(state.faults.take(name), _error_response, lambda: serve(request))
@@ -177,7 +177,7 @@ def _bucket_ids(dataset: Dataset, bucket: Bucket, metric: str) -> set[int]:
 
 
 def users(state: SandboxState, request: Request) -> Response:
-    """Active or new users per day / week / month (§1.4)."""
+    """Active or new users per day / week / month (docs/upstream-apis.md#amplitude-users-active-and-new)."""
     start, end = _date_range(request)
     metric = _choice(request, "m", ("active", "new"), "active")
     granularity = _granularity(request)
@@ -289,7 +289,7 @@ def _formatted(day: date) -> str:
 
 
 def funnels(state: SandboxState, request: Request) -> Response:
-    """Funnel conversion with repeated ``e`` steps (§1.6)."""
+    """Funnel conversion with repeated ``e`` steps (docs/upstream-apis.md#amplitude-funnels)."""
     steps = _steps(request)
     start, end = _date_range(request)
     mode = _choice(request, "mode", ("ordered", "unordered", "sequential"), "ordered")
@@ -351,7 +351,7 @@ def _match(user: User) -> dict[str, object]:
 
 
 def usersearch(state: SandboxState, request: Request) -> Response:
-    """Find users by exact user id, Amplitude id or user-id prefix (§1.8)."""
+    """Find users by exact user id, Amplitude id or user-id prefix (docs/upstream-apis.md#amplitude-usersearch)."""
     query = request.query_params.get("user", "")
     if not query:
         raise AmplitudeError(400, "Missing required parameter: user")
@@ -460,7 +460,7 @@ def _user_data(user: User, events: Sequence[Event]) -> dict[str, object]:
 
 
 def useractivity(state: SandboxState, request: Request) -> Response:
-    """One user's profile summary and event stream, paged by offset/limit (§1.9)."""
+    """One user's profile summary and events, paged by offset/limit (docs/upstream-apis.md#amplitude-useractivity)."""
     raw = request.query_params.get("user", "")
     if not raw.isdigit():
         raise AmplitudeError(400, "Parameter user must be a numeric Amplitude ID")

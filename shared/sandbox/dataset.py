@@ -4,16 +4,22 @@ Everything comes from one ``random.Random(seed)``; datetimes are timezone-aware 
 zone). The data covers ``months`` calendar months up to and including ``end``; nothing happens after
 the end of that day (``Dataset.end_at``). RevenueCat state (subscription status, refunds, trial
 conversions) is "as of" ``end_at``. Raw tuples are plain data so tests can recompute any figure.
+
+Showcase users (``SHOWCASE_USER_IDS``: the ids the README, the banner, the OpenAPI examples and the tool
+descriptions name) are pinned: whatever ``end`` is, each is a named (never anonymous) Amplitude user with events up
+to ``end``, and a RevenueCat customer with a converted trial, a monthly subscription active on ``end`` with at
+least two renewals, and a refunded one-time purchase. They come from their own random stream, and the main stream
+still draws their random counterpart (then discarded), so every other user is the same as without them.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 Platform = Literal["iOS", "Android", "Web"]
 Store = Literal["app_store", "play_store", "stripe", "rc_billing"]
@@ -88,6 +94,26 @@ PRODUCTS: Mapping[str, Product] = {
 }
 ENTITLEMENT_ID = "entl0a1b2c3d4e"
 ENTITLEMENT_LOOKUP_KEY = "pro"
+
+
+@dataclass(frozen=True, slots=True)
+class Showcase:
+    """How a pinned showcase user looks; dates are relative to the dataset's ``end``."""
+
+    country: str
+    platform: Platform
+    store: Store
+    first_seen_days_before_end: int
+    purchase_days_after_first_seen: tuple[int, ...]  # one-time purchases; the first one is refunded
+
+
+# Index (the `user_NNNNN` number) -> profile. At least 90 days of history gives a trial, a first paid month and two
+# renewals on any `end`; the dataset always spans more than 420 days.
+SHOWCASE: Mapping[int, Showcase] = {
+    42: Showcase("US", "iOS", "app_store", 200, (20, 75)),
+    43: Showcase("GB", "Android", "play_store", 120, (30,)),
+}
+SHOWCASE_USER_IDS: tuple[str, ...] = tuple(f"user_{i:05d}" for i in SHOWCASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,7 +460,15 @@ class _Generator:
 
     def run(self) -> Dataset:
         for i in range(self.n_users):
-            self._user(i)
+            profile = SHOWCASE.get(i)
+            if profile is None:
+                self._user(i)
+            else:
+                self._discard(lambda i=i: self._user(i))
+                self._showcase(i, profile)
+        return self._build()
+
+    def _build(self) -> Dataset:
         return Dataset(
             seed=self.seed,
             start=self.start,
@@ -548,6 +582,172 @@ class _Generator:
         if in_rc:
             last_seen = self.events[-1].event_time if len(self.events) > lo else t0
             self.customers.append(Customer(user_id, t0, last_seen, country, platform, self.users[-1].app_version))
+
+    def _discard(self, build: Callable[[], None]) -> None:
+        """Run ``build`` for its draws on the main random stream only: drop everything it added."""
+        lists: tuple[list[Any], ...] = (
+            self.users,
+            self.events,
+            self.customers,
+            self.subscriptions,
+            self.trials,
+            self.purchases,
+            self.transactions,
+        )
+        sizes = [len(items) for items in lists]
+        build()
+        for items, size in zip(lists, sizes, strict=True):
+            del items[size:]
+
+    def _showcase(self, i: int, profile: Showcase) -> None:
+        """A pinned user (see the module docstring), drawn from a stream of its own so it looks the same every day."""
+        rng = random.Random(f"loop-kpi-showcase:{self.seed}:{i}")
+        ids = _Ids(rng)
+        user_id, amplitude_id = f"user_{i:05d}", 100_000_000 + i
+        first_seen = self.end - timedelta(days=profile.first_seen_days_before_end)
+        base = (first_seen.toordinal() - _EPOCH_ORDINAL) * 86400
+        product = PRODUCTS["loop_pro_monthly"]
+        paid_props: dict[str, JsonScalar] = {"product_id": product.product_id, "price": product.price_usd}
+        limit = _ts(self.end_at)
+
+        t0s = base + 9 * 3600 + rng.randrange(3600)
+        trial_s = t0s + 240
+        raw: list[_RawEvent] = [
+            (t0s, "App Open", _NO_PROPS, t0s),
+            (t0s + 5, "Sign Up", {"method": "email"}, t0s),
+            (t0s + 60, "View Content", _CONTENT_PROPS[rng.randrange(len(_CONTENT_PROPS))], t0s),
+            (t0s + 120, "View Paywall", {"source": "onboarding"}, t0s),
+            (trial_s, "Start Trial", {"product_id": product.product_id}, t0s),
+        ]
+        trial_at = _utc(trial_s)
+        trial_end = trial_at + timedelta(days=TRIAL_DAYS)
+        raw.append((_ts(trial_end), "Subscribe", paid_props, _ts(trial_end)))
+        # Every other day, the end day included: an App Open and some browsing.
+        for d in range(0, profile.first_seen_days_before_end + 1, 2):
+            start = base + (profile.first_seen_days_before_end - d) * 86400 + 8 * 3600 + rng.randrange(8 * 3600)
+            if start > t0s + 3600:
+                raw.append((start, "App Open", _NO_PROPS, start))
+                raw.append((start + 30, "View Content", _CONTENT_PROPS[rng.randrange(len(_CONTENT_PROPS))], start))
+        raw.sort(key=lambda r: r[0])
+        lo = len(self.events)
+        for seq, (when, kind, props, session) in enumerate((r for r in raw if r[0] < limit), start=1):
+            self.events.append(Event(seq, user_id, amplitude_id, kind, _utc(when), session * 1000, props))
+        self.spans[amplitude_id] = (lo, len(self.events))
+
+        # The subscription: a 7-day trial, then monthly periods renewing through `end` (no cancellation or refund).
+        sub_id = "sub" + ids.hex(12)
+        self.trials.append(
+            Trial(sub_id, user_id, product.product_id, profile.store, profile.country, trial_at, trial_end, True)
+        )
+        tx_ids: list[str] = []
+        period_start = trial_end
+        while True:
+            period_end = add_months(period_start, 1)
+            tx_id = ids.store_transaction(profile.store)
+            tx_ids.append(tx_id)
+            self.transactions.append(
+                Transaction(
+                    tx_id,
+                    user_id,
+                    product.product_id,
+                    profile.store,
+                    profile.country,
+                    product.price_usd,
+                    period_start,
+                    period_end,
+                    sub_id,
+                    None,
+                    len(tx_ids) > 1,
+                    False,
+                    None,
+                )
+            )
+            if period_end >= self.end_at:
+                break
+            period_start = period_end
+        self.subscriptions.append(
+            Subscription(
+                subscription_id=sub_id,
+                user_id=user_id,
+                product_id=product.product_id,
+                store=profile.store,
+                country=profile.country,
+                starts_at=trial_at,
+                trial_ends_at=trial_end,
+                current_period_starts_at=period_start,
+                current_period_ends_at=period_end,
+                ends_at=None,
+                status="active",
+                auto_renew=True,
+                unsubscribe_detected_at=None,
+                billing_issue_detected_at=None,
+                refunded_at=None,
+                store_subscription_identifier=ids.store_subscription(profile.store, tx_ids[0]),
+                transaction_ids=tuple(tx_ids),
+            )
+        )
+
+        # One-time purchases; the first is refunded three days later.
+        credits = PRODUCTS["loop_credits_100"]
+        for n, days in enumerate(profile.purchase_days_after_first_seen):
+            when = _utc(base + days * 86400 + 18 * 3600)
+            refunded_at = when + timedelta(days=3) if n == 0 else None
+            purchase_id, tx_id = "prch" + ids.hex(12), ids.store_transaction(profile.store)
+            refunded = refunded_at is not None
+            self.purchases.append(
+                Purchase(
+                    purchase_id,
+                    user_id,
+                    credits.product_id,
+                    profile.store,
+                    profile.country,
+                    when,
+                    credits.price_usd,
+                    refunded,
+                    refunded_at,
+                    tx_id,
+                )
+            )
+            self.transactions.append(
+                Transaction(
+                    tx_id,
+                    user_id,
+                    credits.product_id,
+                    profile.store,
+                    profile.country,
+                    credits.price_usd,
+                    when,
+                    None,
+                    None,
+                    purchase_id,
+                    False,
+                    refunded,
+                    refunded_at,
+                )
+            )
+
+        os_name, device, device_type = _DEVICES[profile.platform]
+        user = User(
+            user_id=user_id,
+            amplitude_id=amplitude_id,
+            first_seen=first_seen,
+            country=profile.country,
+            platform=profile.platform,
+            in_revenuecat=True,
+            device_id=ids.hex(32),
+            os=os_name,
+            app_version="3.5.1",
+            device=device,
+            device_type=device_type,
+            city=_CITIES[profile.country],
+            language=_LANGUAGES[profile.country],
+        )
+        self.users.append(user)
+        self.customers.append(
+            Customer(
+                user_id, _utc(t0s), self.events[-1].event_time, profile.country, profile.platform, user.app_version
+            )
+        )
 
     def _browse(self, raw: list[_RawEvent], after: int, session: int) -> None:
         rnd = self.rng.random

@@ -1,4 +1,4 @@
-"""Upstream limits: Amplitude concurrency gates (upstream-apis.md §1.11) and RevenueCat per-domain rpm (§2.9)."""
+"""Amplitude concurrency gates and RevenueCat rpm (docs/upstream-apis.md#amplitude-limits, #revenuecat-rate-limits)."""
 
 from __future__ import annotations
 

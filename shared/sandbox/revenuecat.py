@@ -1,4 +1,4 @@
-"""RevenueCat REST emulator (upstream-apis.md §2): v2 metrics, charts and customer data, v1 get-or-create subscriber.
+"""RevenueCat REST emulator (docs/upstream-apis.md): v2 metrics, charts and customer data, v1 get-or-create subscriber.
 
 v2: ``Authorization: Bearer <key>``, project-scoped paths, JSON errors, per-domain rpm with the two
 ``RevenueCat-Rate-Limit-*`` headers on every 2xx (and on 429 with ``Retry-After``). v1: ``{"code", "message"}``
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Literal, cast
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -80,7 +80,8 @@ def _v2(state: SandboxState, name: str, domain: Domain, handler: V2Handler) -> C
 
 
 def _path(request: Request, name: str) -> str:
-    return str(request.path_params[name])
+    """A path parameter, percent-decoded (the app routes on the raw path: `RawPathRouting`)."""
+    return unquote(str(request.path_params[name]))
 
 
 def _url(request: Request) -> str:

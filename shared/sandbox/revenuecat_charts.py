@@ -1,4 +1,4 @@
-"""RevenueCat Charts & Metrics emulation (upstream-apis.md §2.5 overview, §2.6 charts) computed from the dataset.
+"""RevenueCat overview metrics and charts computed from the dataset (docs/upstream-apis.md#revenuecat-charts).
 
 Charts available in the sandbox: ``revenue``, ``refund_rate``, ``trial_conversion_rate``. Buckets are
 calendar periods (day / Monday-start week / month) clipped to [start_date, end_date]; a point's ``cohort``
@@ -148,7 +148,7 @@ class ChartQuery:
 
 def check_chart_name(chart: str, unknown_status: int) -> None:
     if chart not in CHART_NAMES:
-        # UNCONFIRMED upstream: 404 vs 400 for an unknown chart name (§2.11).
+        # UNCONFIRMED upstream: 404 vs 400 for an unknown chart name (docs/upstream-apis.md#revenuecat-charts).
         if unknown_status == 404:
             raise RevenueCatError(404, f"Chart {chart!r} not found")
         raise parameter_error("chart_name", f"Unknown chart {chart!r}; expected one of {', '.join(CHART_NAMES)}")
@@ -462,7 +462,7 @@ def chart_options(dataset: Dataset, chart: str) -> dict[str, object]:
 
 
 def overview(dataset: Dataset, params: QueryParams) -> dict[str, object]:
-    """Overview metrics as of the dataset end (§2.5).
+    """Overview metrics as of the dataset end (docs/upstream-apis.md#revenuecat-overview-metrics).
 
     active_trials / active_subscriptions: status trialing / active or in_grace_period (cancelled but
     unexpired included); mrr: those subscriptions' monthly-normalised price (annual / 12); revenue:

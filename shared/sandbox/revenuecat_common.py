@@ -1,4 +1,4 @@
-"""RevenueCat v2 conventions (upstream-apis.md §2.4, §2.10): error bodies, ms timestamps, list envelopes."""
+"""RevenueCat v2 errors, ms timestamps, lists (docs/upstream-apis.md#revenuecat-errors, #revenuecat-v2-conventions)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RevenueCat object shapes from the dataset: v2 Customer / Subscription / Purchase / transaction (§2.7), v1 subscriber (§2.3)."""
+"""RevenueCat object shapes: v2 customer, subscription, purchase, transaction; v1 subscriber (docs/upstream-apis.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Mutable sandbox state shared by the emulator apps: dataset, credentials, limits, faults, counters.
 
-Settings that upstream-apis.md marks UNCONFIRMED are plain attributes here so tests can flip them.
+Settings that docs/upstream-apis.md#unconfirmed-facts-at-a-glance lists are plain attributes so tests can flip them.
 """
 
 from __future__ import annotations
@@ -57,19 +57,19 @@ class SandboxState:
         self.amplitude_secret_key = amplitude_secret_key
         self.revenuecat_api_key = revenuecat_api_key
         self.revenuecat_project_id = revenuecat_project_id
-        # UNCONFIRMED upstream: 401 vs 403 for bad Amplitude credentials (§1.12).
+        # UNCONFIRMED upstream: 401 vs 403 for bad Amplitude credentials (docs/upstream-apis.md#amplitude-errors).
         self.amplitude_auth_failure_status: Literal[401, 403] = amplitude_auth_failure_status
-        # UNCONFIRMED upstream: label of the single ungrouped /api/2/users series (§1.4).
+        # UNCONFIRMED upstream: ungrouped users series label (docs/upstream-apis.md#amplitude-users-active-and-new).
         self.amplitude_series_label = amplitude_series_label
-        # §1.11: 5 concurrent Dashboard requests, 10 for usersearch/useractivity; None disables.
+        # 5 concurrent Dashboard requests, 10 for user lookups; None disables (docs/upstream-apis.md#amplitude-limits).
         self.amplitude_concurrency_limit = amplitude_concurrency_limit
         self.amplitude_user_concurrency_limit = amplitude_user_concurrency_limit
-        # UNCONFIRMED upstream: Charts & Metrics is 5 rpm in the spec, 25 on the live docs page (§2.9).
+        # UNCONFIRMED upstream: charts rpm, 5 (spec) or 25 (docs page) (docs/upstream-apis.md#revenuecat-rate-limits).
         self.charts_rpm = charts_rpm
         self.customer_rpm = customer_rpm
-        # UNCONFIRMED upstream: 404 vs 400 for a chart name outside the enum (§2.11).
+        # UNCONFIRMED upstream: 404 vs 400 for a chart name outside the enum (docs/upstream-apis.md#revenuecat-charts).
         self.unknown_chart_status: Literal[400, 404] = unknown_chart_status
-        # UNCONFIRMED upstream: maximum v2 list ``limit`` (§2.4).
+        # UNCONFIRMED upstream: maximum v2 list ``limit`` (docs/upstream-apis.md#revenuecat-v2-conventions).
         self.max_page_limit = max_page_limit
         self.wall_clock: Callable[[], datetime] = wall_clock or (lambda: datetime.now(UTC))
         self.faults = FaultRegistry()

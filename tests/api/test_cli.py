@@ -3,7 +3,10 @@ sandbox banner prints a working token and a curl line aimed at the public URL.""
 
 from __future__ import annotations
 
+import logging
 import shlex
+import socket
+from importlib.metadata import version
 from typing import Any
 
 import pytest
@@ -37,6 +40,11 @@ def launches(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
     monkeypatch.setattr(app_module, "create_app", create_app)
     monkeypatch.setattr(uvicorn, "run", run)
     monkeypatch.setattr(cli_module, "configure_logging", lambda level="INFO": None)
+
+    def port_is_free(host: str, port: int) -> None:  # the ports these tests name may be taken on this machine
+        return None
+
+    monkeypatch.setattr(cli_module, "check_port", port_is_free)
     return calls
 
 
@@ -139,6 +147,7 @@ async def test_banner_prints_a_working_token_and_a_curl_line_to_the_public_url()
     printed = lines["Token"]
     principal = await _verify(settings, printed)
     assert "kpi:read" in principal.scopes
+    assert lines["Dashboard"] == f"{PUBLIC_URL}/dashboard#token={printed}"
     assert shlex.split(lines["Try"]) == [
         "curl",
         "-s",
@@ -158,3 +167,143 @@ def test_banner_without_auth_prints_no_token_and_a_bare_curl_line() -> None:
 
     assert "Token" not in lines
     assert shlex.split(lines["Try"]) == ["curl", "-s", f"{PUBLIC_URL}/api/kpi/overview"]
+
+
+@pytest.fixture
+def refuse_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if the app is built or uvicorn started (the port check stays real)."""
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("started although the configuration is wrong")
+
+    monkeypatch.setattr(app_module, "create_app", forbidden)
+    monkeypatch.setattr(uvicorn, "run", forbidden)
+    monkeypatch.setattr(cli_module, "configure_logging", lambda level="INFO": None)
+
+
+def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert "Traceback" not in captured.err
+    return lines[0]
+
+
+@pytest.mark.parametrize("mode", [[], ["--sandbox"]], ids=["serve", "demo"])
+def test_serve_on_a_port_in_use_exits_2_with_one_line_naming_the_port_and_how_to_pick_another(
+    refuse_to_start: None, capsys: pytest.CaptureFixture[str], mode: list[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        assert main(["serve", *mode, "--host", "127.0.0.1", "--port", str(port)]) == 2
+
+    line = _one_line(capsys)
+    assert f"port {port} on 127.0.0.1 is already in use" in line
+    assert f"make demo PORT={port + 1}" in line and f"--port {port + 1}" in line
+
+
+def test_token_without_a_secret_gives_the_command_that_makes_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["token", "--sub", "x"]) == 2
+
+    line = _one_line(capsys)
+    assert "KPI_JWT_SECRET" in line
+    command = line.split("make one with: ", 1)[1]
+    assert shlex.split(command)[:2] == ["python", "-c"]
+    assert "secrets.token_urlsafe(48)" in command
+
+
+def test_no_auth_from_the_environment_without_the_sandbox_names_the_variables(
+    refuse_to_start: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KPI_NO_AUTH", "1")
+
+    assert main(["serve"]) == 2
+
+    line = _one_line(capsys)
+    assert "KPI_NO_AUTH" in line and "KPI_SANDBOX=1" in line and "--sandbox" in line
+
+
+@pytest.mark.parametrize("command", [["serve"], ["serve", "--sandbox"], ["serve", "--workers", "2"], ["mcp"]])
+def test_an_unknown_allowlisted_operation_stops_every_entry_point_with_one_line_and_exit_2(
+    refuse_to_start: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    monkeypatch.setenv("MCP_ALLOWED_OPERATIONS", "kpi_foo")
+    monkeypatch.setenv("KPI_JWT_SECRET", JWT_SECRET)
+
+    assert main(command) == 2
+
+    line = _one_line(capsys)
+    assert line.startswith(f"loop-kpi {command[0]}: ")
+    assert "'kpi_foo'" in line and "kpi_overview" in line
+
+
+def test_an_invalid_setting_stops_serve_with_one_line_naming_it(
+    refuse_to_start: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KPI_UPSTREAM_TIMEOUT", "soon")
+
+    assert main(["serve"]) == 2
+
+    assert "KPI_UPSTREAM_TIMEOUT" in _one_line(capsys)
+
+
+def test_serve_without_upstream_keys_warns_once_naming_every_missing_variable(
+    launches: list[tuple[str, Any]], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("KPI_JWT_SECRET", JWT_SECRET)
+    monkeypatch.setenv("AMPLITUDE_API_KEY", "configured")
+
+    with caplog.at_level(logging.WARNING, logger="loop_kpi"):
+        assert main(["serve"]) == 0
+
+    warnings = [r.getMessage() for r in caplog.records if r.name == "loop_kpi" and r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    for name in ("AMPLITUDE_SECRET_KEY", "REVENUECAT_API_KEY", "REVENUECAT_PROJECT_ID"):
+        assert name in warnings[0]
+    assert "AMPLITUDE_API_KEY" not in warnings[0]
+
+
+def test_serve_in_the_sandbox_does_not_warn_about_upstream_keys(
+    launches: list[tuple[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="loop_kpi"):
+        assert main(["serve", "--sandbox"]) == 0
+
+    assert not [r for r in caplog.records if r.name == "loop_kpi"]
+
+
+def _help(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--help"])
+    assert exited.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_the_help_pages_describe_each_command_without_markdown(capsys: pytest.CaptureFixture[str]) -> None:
+    top = _help(capsys)
+    assert "`" not in top
+    assert "Amplitude and RevenueCat" in top
+
+    token_help = _help(capsys, "token")
+    assert "KPI_JWT_SECRET" in token_help and "--ttl 2592000" in token_help
+    assert "KPI_ACCESS_TOKEN" in _help(capsys, "mcp")
+    serve_help = " ".join(_help(capsys, "serve").split())
+    assert "--host HOST interface to listen on" in serve_help
+    assert "--port PORT port to listen on" in serve_help
+    for command in ("serve", "token", "mcp", "sandbox"):
+        assert "`" not in _help(capsys, command)
+
+
+def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"loop-kpi {version('loop-kpi')}"

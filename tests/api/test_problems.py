@@ -13,6 +13,7 @@ from typing import Any, Literal
 import pytest
 from fastapi.testclient import TestClient
 
+from api.main import create_app
 from api.routes.health import Readiness
 from shared.models import kpi as m
 from shared.sandbox import (
@@ -24,6 +25,7 @@ from shared.sandbox import (
     SandboxState,
 )
 from shared.services.kpi import KpiService
+from shared.settings import Settings
 
 from .conftest import (
     PROBLEM_TYPE,
@@ -642,6 +644,8 @@ def test_readyz_shows_an_unconfigured_source(without: dict[Source, TestClient]) 
     assert readiness.status == "degraded"
     states = {s.source: (s.configured, s.reachable) for s in readiness.sources}
     assert states == {"amplitude": (True, True), "revenuecat": (False, None)}
+    (unconfigured,) = [s for s in readiness.sources if not s.configured]
+    assert unconfigured.detail is not None and unconfigured.detail.startswith("not configured: set REVENUECAT_")
 
 
 def test_readyz_shows_an_unreachable_source(fresh: TestClient, sandbox: SandboxState) -> None:
@@ -715,3 +719,17 @@ def _within(seconds: float) -> Generator[None]:
     yield
     elapsed = time.monotonic() - started
     assert elapsed < seconds, f"took {elapsed:.2f} s, more than {seconds} s"
+
+
+def test_readyz_names_every_missing_upstream_variable() -> None:
+    settings = Settings.model_validate({"KPI_JWT_SECRET": "x" * 40, "AMPLITUDE_API_KEY": "set"})
+
+    with TestClient(create_app(settings)) as bare:
+        response = bare.get("/readyz")
+
+    assert response.status_code == 503
+    details = {s["source"]: s["detail"] for s in response.json()["sources"]}
+    assert details == {
+        "amplitude": "not configured: set AMPLITUDE_SECRET_KEY",
+        "revenuecat": "not configured: set REVENUECAT_API_KEY and REVENUECAT_PROJECT_ID",
+    }

@@ -359,7 +359,14 @@ def test_a_jwks_on_localhost_may_use_plain_http() -> None:
     ("extra", "scopes", "roles", "allowed"),
     [
         pytest.param({"scope": "kpi:read"}, {KPI_READ}, set[str](), True, id="scope-string"),
-        pytest.param({"scope": "a  kpi:read\tb"}, {"a", KPI_READ, "b"}, set[str](), True, id="scope-string-spaces"),
+        pytest.param({"scope": "a  kpi:read b"}, {"a", KPI_READ, "b"}, set[str](), True, id="scope-string-spaces"),
+        pytest.param(
+            {"scope": "a kpi:read\tb kpi:read\u00a0c"},
+            {"a", "kpi:read\tb", "kpi:read\u00a0c"},
+            set[str](),
+            False,
+            id="scope-string-split-on-space-only",
+        ),
         pytest.param({"scope": ["kpi:read"]}, {KPI_READ}, set[str](), True, id="scope-as-list"),
         pytest.param({"scope": None, "scp": ["kpi:read", "x"]}, {KPI_READ, "x"}, set[str](), True, id="scp-list"),
         pytest.param({"scope": None, "scp": "kpi:read x"}, {KPI_READ, "x"}, set[str](), True, id="scp-string"),

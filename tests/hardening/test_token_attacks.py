@@ -192,6 +192,12 @@ ATTACKS: tuple[Attack, ...] = (
     # claims
     Attack("nbf an hour ahead", lambda: hs256(claims(nbf=int(time.time()) + 3600)), "hs256", 401),
     Attack("nbf an hour ahead, rs256", lambda: rs256(claims(nbf=int(time.time()) + 3600)), "jwks", 401),
+    Attack("exp as a string of digits", lambda: hs256(claims(exp=str(int(time.time()) + 600))), "hs256", 401),
+    Attack("exp as a string of digits, rs256", lambda: rs256(claims(exp=str(int(time.time()) + 600))), "jwks", 401),
+    Attack("nbf as a string of digits", lambda: hs256(claims(nbf=str(int(time.time()) - 60))), "hs256", 401),
+    Attack("iat as a string of digits", lambda: hs256(claims(iat=str(int(time.time())))), "hs256", 401),
+    Attack("exp infinite", lambda: hs256(claims(exp=float("inf"))), "hs256", 401),
+    Attack("exp true", lambda: hs256(claims(exp=True)), "hs256", 401),
     Attack("wrong issuer", lambda: hs256(claims(iss="https://evil.test")), "hs256", 401),
     Attack("wrong audience", lambda: hs256(claims(aud="someone-else")), "hs256", 401),
     Attack("wrong audience, rs256", lambda: rs256(claims(aud="someone-else")), "jwks", 401),
@@ -205,6 +211,16 @@ ATTACKS: tuple[Attack, ...] = (
     Attack("scp as a list", lambda: hs256(claims(scope=None, scp=["openid", KPI_READ])), "hs256", 200),
     Attack(
         "scope list whose one item holds two names", lambda: hs256(claims(scope=[f"openid {KPI_READ}"])), "hs256", 403
+    ),
+    Attack(
+        "scope separated by a non-breaking space", lambda: hs256(claims(scope=f"openid\u00a0{KPI_READ}")), "hs256", 403
+    ),
+    Attack("scope separated by a tab", lambda: hs256(claims(scope=f"openid\t{KPI_READ}")), "hs256", 403),
+    Attack(
+        "scope list item padded with a non-breaking space",
+        lambda: hs256(claims(scope=[f"{KPI_READ}\u00a0"])),
+        "hs256",
+        403,
     ),
     Attack("a scope that only starts like kpi:read", lambda: hs256(claims(scope="kpi:reader")), "hs256", 403),
     Attack("scope as an object", lambda: hs256(claims(scope={KPI_READ: True})), "hs256", 403),
@@ -337,6 +353,7 @@ REFUSED = [
         "rs256 by an unknown key under the known kid",
         "rs256 carrying its own jwk in the header",
         "nbf an hour ahead",
+        "exp as a string of digits",
         "wrong issuer",
         "wrong audience, rs256",
         "tampered payload claiming admin",

@@ -103,3 +103,18 @@ async def test_without_redis_everything_falls_back_to_local_state_and_then_recov
             assert await store.used("revenuecat:charts:60", 60) == 1
     finally:
         await link.aclose()
+
+
+async def test_an_upstream_block_in_redis_is_capped_even_when_set_before_the_cap(redis_url: str) -> None:
+    capped = RedisLink(redis_url, prefix="cap", max_block=5)
+    try:
+        store = SharedWindowStore(capped)
+        await store.block("revenuecat:customers:60", 31_536_000)
+        assert 0 < await store.spend("revenuecat:customers:60", 1, 100, 60) <= 5
+        # a year-long block left in Redis by a replica without the cap shrinks to it on the next spend
+        await capped.client.set(capped.key("block", "amplitude:query cost:300"), "1", px=31_536_000_000)
+        assert 0 < await store.spend("amplitude:query cost:300", 1, 100, 300) <= 5
+        ttl = await capped.client.pttl(capped.key("block", "amplitude:query cost:300"))
+        assert 0 < ttl <= 5000
+    finally:
+        await capped.aclose()

@@ -189,9 +189,15 @@ async def test_each_tool_output_schema_equals_its_rest_response_model_schema(
 
 
 def normalized(node: Any) -> Any:
-    """A schema without titles (FastAPI and the SDK name models differently) and without null defaults."""
+    """A schema without titles (FastAPI and the SDK name models differently), without null defaults, and with an
+    optional parameter's `anyOf: [T, null]` read as `T` (the OpenAPI document flattens it for Swagger's inputs)."""
     if isinstance(node, dict):
         items: dict[str, Any] = dict(node)  # pyright: ignore[reportUnknownArgumentType]
+        alternatives: list[Any] = items.get("anyOf", [])
+        kept = [alternative for alternative in alternatives if alternative != {"type": "null"}]
+        if len(alternatives) == 2 and len(kept) == 1:
+            del items["anyOf"]
+            items = {**kept[0], **items}
         return {key: normalized(value) for key, value in without_null_defaults(items).items() if key != "title"}
     if isinstance(node, list):
         return [normalized(value) for value in node]  # pyright: ignore[reportUnknownVariableType]

@@ -18,7 +18,9 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp import Client, StdioServerParameters
 
+from server.stdio import identify
 from shared.auth.scopes import KPI_READ
+from shared.errors import AuthenticationError
 from shared.operations import operation_ids
 from shared.sandbox import FaultSpec, SandboxServer, SandboxState
 from shared.settings import Settings
@@ -115,8 +117,12 @@ BAD_STARTS: dict[str, tuple[dict[str, str], bool, str]] = {
     "garbage-token": ({"KPI_ACCESS_TOKEN": "not-a-jwt"}, True, "KPI_ACCESS_TOKEN"),
     "expired-token": ({"KPI_ACCESS_TOKEN": expired_token()}, True, "expired"),
     "foreign-token": ({"KPI_ACCESS_TOKEN": foreign_token()}, True, "signature"),
-    "expired-token-live": ({"KPI_ACCESS_TOKEN": expired_token()}, False, "expired"),
-    "no-token-without-sandbox": ({}, False, "KPI_ACCESS_TOKEN"),
+    "expired-token-live": (
+        {"KPI_ACCESS_TOKEN": expired_token()},
+        False,
+        "token expired; mint a new one: loop-kpi token --sub",
+    ),
+    "no-token-without-sandbox": ({}, False, "KPI_ACCESS_TOKEN is not set; it must hold a bearer token with kpi:read"),
     "unknown-allowlisted-operation": ({"MCP_ALLOWED_OPERATIONS": "kpi_nope"}, True, "kpi_nope"),
 }
 
@@ -179,6 +185,16 @@ def test_a_bad_start_exits_nonzero_with_one_line_on_stderr_and_nothing_on_stdout
     secret = extra.get("KPI_ACCESS_TOKEN")
     assert not secret or secret not in outcome.stderr
     assert JWT_SECRET not in outcome.stderr
+
+
+@pytest.mark.anyio
+async def test_a_token_without_a_verifier_names_both_ways_to_configure_one() -> None:
+    settings = Settings.model_validate({"KPI_ACCESS_TOKEN": token()})
+
+    with pytest.raises(AuthenticationError) as refused:
+        await identify(settings)
+
+    assert "set KPI_JWT_SECRET" in refused.value.detail and "or KPI_JWKS_URL" in refused.value.detail
 
 
 async def read_message(stdout: BufferedByteReceiveStream) -> dict[str, Any]:

@@ -316,6 +316,7 @@ async def test_a_caller_whose_token_expired_during_the_session_gets_an_unauthori
             result = await client.call_tool("kpi_mau", {})
     assert result.is_error
     assert "expired" in only_text(result.content)
+    assert "loop-kpi token --sub" in only_text(result.content)  # names the fix
     assert sum(sandbox.counts.values()) == 0
 
 

@@ -248,3 +248,58 @@ def _purchase(purchase_id: str) -> dict[str, object]:
         "status": "owned",
         "revenue_in_usd": {"currency": "USD", "gross": 4.99},
     }
+
+
+HOSTILE_IDS: tuple[tuple[str, str], ...] = (
+    ("..", "%2E%2E"),
+    (".", "%2E"),
+    ("...", "%2E%2E%2E"),
+    ("a/../b", "a%2F..%2Fb"),
+    ("../x", "..%2Fx"),
+    ("a?b#c", "a%3Fb%23c"),
+    ("%2e%2e", "%252e%252e"),
+    ("u 1", "u%201"),
+)
+
+
+@pytest.mark.parametrize(("raw", "segment"), HOSTILE_IDS)
+async def test_every_id_placed_in_an_upstream_path_stays_exactly_one_segment(raw: str, segment: str) -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request.url.raw_path.decode())
+        if request.url.path.endswith("/options"):
+            return httpx2.Response(200, json={"resolutions": [{"id": "0", "display_name": "day"}]})
+        return httpx2.Response(404, json={"object": "error", "type": "resource_missing"})
+
+    client = RevenueCatClient(_http(handler), raw)
+    project = f"/v2/projects/{segment}"
+    with pytest.raises(UpstreamError):
+        await client.overview()
+    assert await client.customer(raw) is None
+    for call in (client.subscriptions, client.purchases, client.subscription_transactions):
+        with pytest.raises(UpstreamError):
+            await call(raw)
+    await client.chart_options(raw)
+    with pytest.raises(UpstreamError):
+        await client.chart(raw, date(2026, 1, 1), date(2026, 1, 2), resolution="day")
+    assert seen == [
+        f"{project}/metrics/overview?currency=USD",
+        f"{project}/customers/{segment}",
+        f"{project}/customers/{segment}/subscriptions?limit=100",
+        f"{project}/customers/{segment}/purchases?limit=100",
+        f"{project}/subscriptions/{segment}/transactions?limit=100",
+        f"{project}/charts/{segment}/options?realtime=true",
+        f"{project}/charts/{segment}?start_date=2026-01-01&end_date=2026-01-02&resolution=0&currency=USD&realtime=true",
+    ]
+
+
+async def test_amplitude_sends_user_ids_as_query_values_never_in_the_path() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request.url.raw_path.decode())
+        return httpx2.Response(200, json={"matches": [], "type": "match_user_or_device_id"})
+
+    assert await AmplitudeClient(_http(handler, source="amplitude")).find_user("../..") is None
+    assert seen == ["/api/2/usersearch?user=..%2F.."]
