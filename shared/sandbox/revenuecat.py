@@ -179,7 +179,7 @@ def read_transactions(state: SandboxState, request: Request) -> Response:
         raise RevenueCatError(404, "Resource not found")
     store = state.store_of(subscription_id, subscription.store)
     if store not in TRANSACTION_STORES:
-        # The vendor's operation serves App Store and Play Store subscriptions only (upstream-apis.md §2.7).
+        # The vendor's operation serves App Store and Play Store subscriptions only (docs/upstream-apis.md#revenuecat-subscriptions-and-transactions).
         raise parameter_error(
             "subscription_id",
             f"Transactions are only available for App Store and Play Store subscriptions; this one is {store}.",

@@ -76,7 +76,7 @@ class Measure:
     key: str  # which computed quantity the measure shows (see ``_quantities``)
 
 
-# Measure names and order as public integrations of the Charts API report them (upstream-apis.md §2.8), the default.
+# Measure names and order as public integrations of the Charts API report them (docs/upstream-apis.md#revenuecat-chart-values-and-measures), the default.
 PUBLIC_MEASURES: Mapping[str, tuple[Measure, ...]] = {
     "revenue": (Measure("Revenue", "$", 2, "revenue"), Measure("Transactions", "#", 0, "transactions")),
     "refund_rate": (

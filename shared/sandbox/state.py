@@ -75,7 +75,7 @@ class SandboxState:
         self.faults = FaultRegistry()
         # Response variants per endpoint (shared/sandbox/variants.py): how a real vendor's answer may differ.
         self.variants = VariantRegistry()
-        # Chart measure display names: "public" (as public Charts API integrations report them, §2.8) or "legacy".
+        # Chart measure display names: "public" (as public Charts API integrations report them) or "legacy".
         self.chart_measure_names: MeasureNames = "public"
         # Subscription id -> store, overriding the dataset's store (e.g. to make one a web-billing subscription).
         self._store_overrides: dict[str, str] = {}
