@@ -413,7 +413,7 @@ CASES: tuple[Case, ...] = (
     ),
     Case(
         "unknown-odd-id",
-        "journey of an unknown id with `/ # | ~ ! * = + @ : $`",
+        "journey of an unknown id with `/ # ~ ! * = + @ : $` and a pipe",
         journey_user=ODD_UNKNOWN_USER,
         outcomes={"kpi_user_journey": Outcome(status=404, note="unknown to both sources")},
     ),
