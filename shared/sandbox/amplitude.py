@@ -25,6 +25,7 @@ from .faults import apply_fault
 from .limits import ConcurrencyGate
 from .periods import Bucket, Granularity, buckets
 from .state import SandboxState
+from .variants import apply_variants
 
 _INTERVALS: dict[str, Granularity] = {"1": "day", "7": "week", "30": "month"}
 _GROUPS = ("country", "platform")
@@ -68,7 +69,7 @@ def _endpoint(state: SandboxState, name: str, handler: Handler, gate: Gate) -> C
     async def serve(request: Request) -> Response:
         try:
             _check_auth(state, request)
-            return handler(state, request)
+            return apply_variants(state.variants.for_request(name, request), request, handler(state, request))
         except AmplitudeError as exc:
             return PlainTextResponse(exc.message, status_code=exc.status)
 

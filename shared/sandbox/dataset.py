@@ -336,6 +336,30 @@ class Dataset:
             return ()
         return tuple(self._transactions_by_id[t] for t in sub.transaction_ids)
 
+    def user_with_store(self, store: Store) -> str:
+        """A showcase customer (deterministic) with a ``store`` subscription: renewed, ideally still active.
+
+        Preference: a paid subscription with renewals that is still active, then any renewed one, then any;
+        named (not anonymous) user ids first; ties broken by user id. ValueError when the store sold none.
+        """
+        candidates = [s for s in self.subscriptions if s.store == store]
+        if not candidates:
+            raise ValueError(f"the dataset has no {store} subscription")
+
+        def rank(sub: Subscription) -> tuple[bool, bool, bool, str]:
+            return (
+                len(sub.transaction_ids) < 2,
+                sub.status != "active",
+                sub.user_id.startswith("$"),
+                sub.user_id,
+            )
+
+        return min(candidates, key=rank).user_id
+
+    def web_billing_user(self) -> str:
+        """A customer with a renewed web-billing (``rc_billing``) subscription: v2 serves it no transactions."""
+        return self.user_with_store("rc_billing")
+
 
 def add_months(moment: datetime, months: int) -> datetime:
     """Same day-of-month ``months`` later, clipped to the month's last day."""

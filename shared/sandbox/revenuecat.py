@@ -8,8 +8,8 @@ errors; an unknown app user id is CREATED (201), which is why the KPI service mu
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Literal
-from urllib.parse import unquote
+from typing import Literal, cast
+from urllib.parse import quote, unquote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -17,14 +17,16 @@ from starlette.routing import Route
 
 from .faults import apply_fault
 from .revenuecat_charts import chart_data, chart_options, check_chart_name, overview, parse_chart_query
-from .revenuecat_common import RevenueCatError, paginate
+from .revenuecat_common import RevenueCatError, paginate, parameter_error
 from .revenuecat_objects import customer_json, purchase_json, subscription_json, transaction_json, v1_subscriber_json
 from .state import SandboxState
+from .variants import apply_variants
 
 Domain = Literal["charts_metrics", "customer_information"]
 V2Handler = Callable[[SandboxState, Request], Response]
 USAGE_HEADER = "RevenueCat-Rate-Limit-Current-Usage"
 LIMIT_HEADER = "RevenueCat-Rate-Limit-Current-Limit"
+TRANSACTION_STORES = ("app_store", "play_store")
 
 
 def _v2_fault(status: int, retry_after: int | None) -> Response:
@@ -63,7 +65,7 @@ def _v2(state: SandboxState, name: str, domain: Domain, handler: V2Handler) -> C
                     return RevenueCatError(429, "Rate limit exceeded", retry_after=decision.retry_after).response(
                         headers
                     )
-            response = handler(state, request)
+            response = apply_variants(state.variants.for_request(name, request), request, handler(state, request))
         except RevenueCatError as exc:
             return exc.response()
         if 200 <= response.status_code < 300:
@@ -99,7 +101,8 @@ def read_chart_options(state: SandboxState, request: Request) -> Response:
 def read_chart(state: SandboxState, request: Request) -> Response:
     chart = _path(request, "chart_name")
     check_chart_name(chart, state.unknown_chart_status)
-    return JSONResponse(chart_data(state.dataset, parse_chart_query(chart, request.query_params)))
+    query = parse_chart_query(chart, request.query_params, state.chart_measure_names)
+    return JSONResponse(chart_data(state.dataset, query))
 
 
 def _known_customer(state: SandboxState, customer_id: str) -> bool:
@@ -134,14 +137,29 @@ def read_customer(state: SandboxState, request: Request) -> Response:
     return JSONResponse(body)
 
 
+def _page(state: SandboxState, name: str, request: Request, items: list[dict[str, object]]) -> Response:
+    """One page of ``items``, cut to a ``page_size`` variant's size when one applies."""
+    body = paginate(items, request.query_params, _url(request), state.max_page_limit)
+    size = state.variants.page_size(name, request)
+    page = cast("list[dict[str, object]]", body["items"])
+    if size is not None and len(page) > size:
+        body["items"] = page[:size]
+        cursor = quote(str(page[size - 1]["id"]), safe="")
+        body["next_page"] = f"{_url(request)}?starting_after={cursor}&limit={size}"
+    return JSONResponse(body)
+
+
 def read_subscriptions(state: SandboxState, request: Request) -> Response:
     customer_id = _customer_id(state, request)
     environment = _environment(request)
     subs = sorted(state.dataset.subscriptions_for(customer_id), key=lambda s: s.starts_at)
-    items = [subscription_json(state.revenuecat_project_id, s, state.dataset) for s in subs]
+    items = [
+        subscription_json(state.revenuecat_project_id, s, state.dataset, state.store_of(s.subscription_id, s.store))
+        for s in subs
+    ]
     if environment == "sandbox":
         items = []
-    return JSONResponse(paginate(items, request.query_params, _url(request), state.max_page_limit))
+    return _page(state, "revenuecat.subscriptions", request, items)
 
 
 def read_purchases(state: SandboxState, request: Request) -> Response:
@@ -151,15 +169,23 @@ def read_purchases(state: SandboxState, request: Request) -> Response:
     items = [purchase_json(state.revenuecat_project_id, p) for p in purchases]
     if environment == "sandbox":
         items = []
-    return JSONResponse(paginate(items, request.query_params, _url(request), state.max_page_limit))
+    return _page(state, "revenuecat.purchases", request, items)
 
 
 def read_transactions(state: SandboxState, request: Request) -> Response:
     subscription_id = _path(request, "subscription_id")
-    if state.dataset.subscription_by_id(subscription_id) is None:
+    subscription = state.dataset.subscription_by_id(subscription_id)
+    if subscription is None:
         raise RevenueCatError(404, "Resource not found")
+    store = state.store_of(subscription_id, subscription.store)
+    if store not in TRANSACTION_STORES:
+        # The vendor's operation serves App Store and Play Store subscriptions only (docs/upstream-apis.md#revenuecat-subscriptions-and-transactions).
+        raise parameter_error(
+            "subscription_id",
+            f"Transactions are only available for App Store and Play Store subscriptions; this one is {store}.",
+        )
     items = [transaction_json(t) for t in state.dataset.transactions_for_subscription(subscription_id)]
-    return JSONResponse(paginate(items, request.query_params, _url(request), state.max_page_limit))
+    return _page(state, "revenuecat.transactions", request, items)
 
 
 def _v1_subscriber(state: SandboxState) -> Callable[[Request], Awaitable[Response]]:

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import cast
+from typing import Literal, cast
 
 from starlette.datastructures import QueryParams
 
@@ -65,26 +65,51 @@ REVENUE_TYPES: Mapping[str, str] = {
 _SETTLE_DAYS: Mapping[str, int] = {"revenue": 0, "refund_rate": 30, "trial_conversion_rate": 7}
 
 
+MeasureNames = Literal["public", "legacy"]
+
+
 @dataclass(frozen=True, slots=True)
 class Measure:
     display_name: str
     unit: str  # "$", "#" or "%"
     decimal_precision: int
+    key: str  # which computed quantity the measure shows (see ``_quantities``)
 
 
-MEASURES: Mapping[str, tuple[Measure, ...]] = {
-    "revenue": (Measure("Revenue", "$", 2), Measure("Transactions", "#", 0)),
+# Measure names and order as public integrations of the Charts API report them (docs/upstream-apis.md#revenuecat-chart-values-and-measures), the default.
+PUBLIC_MEASURES: Mapping[str, tuple[Measure, ...]] = {
+    "revenue": (Measure("Revenue", "$", 2, "revenue"), Measure("Transactions", "#", 0, "transactions")),
     "refund_rate": (
-        Measure("Refund Rate", "%", 2),
-        Measure("Refunded Transactions", "#", 0),
-        Measure("Transactions", "#", 0),
+        Measure("Transactions", "#", 0, "transactions"),
+        Measure("Refunded Transactions", "#", 0, "refunded"),
+        Measure("Refund Rate", "%", 2, "refund_rate"),
     ),
     "trial_conversion_rate": (
-        Measure("Conversion Rate", "%", 2),
-        Measure("Trials", "#", 0),
-        Measure("Conversions", "#", 0),
+        Measure("Trial Starts", "#", 0, "trials"),
+        Measure("Conversions", "#", 0, "conversions"),
+        Measure("Expirations", "#", 0, "expirations"),
+        Measure("Pending", "#", 0, "pending"),
     ),
 }
+# The names the sandbox served before (a variant: ``SandboxState.chart_measure_names = "legacy"``).
+LEGACY_MEASURES: Mapping[str, tuple[Measure, ...]] = {
+    "revenue": PUBLIC_MEASURES["revenue"],
+    "refund_rate": (
+        Measure("Refund Rate", "%", 2, "refund_rate"),
+        Measure("Refunded Transactions", "#", 0, "refunded"),
+        Measure("Transactions", "#", 0, "transactions"),
+    ),
+    "trial_conversion_rate": (
+        Measure("Conversion Rate", "%", 2, "conversion_rate"),
+        Measure("Trials", "#", 0, "trials"),
+        Measure("Conversions", "#", 0, "conversions"),
+    ),
+}
+MEASURE_SETS: Mapping[MeasureNames, Mapping[str, tuple[Measure, ...]]] = {
+    "public": PUBLIC_MEASURES,
+    "legacy": LEGACY_MEASURES,
+}
+_YAXIS: Mapping[str, str] = {"revenue": "$", "refund_rate": "%", "trial_conversion_rate": "%"}
 _META: Mapping[str, tuple[str, str, str, str | None]] = {  # category, display name, description, docs link
     "revenue": (
         "revenue",
@@ -118,6 +143,7 @@ class ChartQuery:
     revenue_type: str | None
     aggregate: frozenset[str]
     currency: str
+    measures: tuple[Measure, ...]
 
 
 def check_chart_name(chart: str, unknown_status: int) -> None:
@@ -188,7 +214,7 @@ def _revenue_type(chart: str, params: QueryParams) -> str | None:
     return value
 
 
-def parse_chart_query(chart: str, params: QueryParams) -> ChartQuery:
+def parse_chart_query(chart: str, params: QueryParams, measure_names: MeasureNames = "public") -> ChartQuery:
     """Validate the chart data query string (each problem → 400 parameter_error naming ``param``)."""
     start, end = _date(params, "start_date"), _date(params, "end_date")
     if start > end:
@@ -214,6 +240,7 @@ def parse_chart_query(chart: str, params: QueryParams) -> ChartQuery:
         revenue_type=_revenue_type(chart, params),
         aggregate=aggregate,
         currency=currency_param(params),
+        measures=MEASURE_SETS[measure_names][chart],
     )
 
 
@@ -238,17 +265,38 @@ def _amount(tx: Transaction, revenue_type: str | None, currency: str) -> float:
     return usd * FX_PER_USD[currency]
 
 
-def _measure_values(query: ChartQuery, records: list[Transaction] | list[Trial]) -> list[float]:
+def _quantities(query: ChartQuery, records: list[Transaction] | list[Trial], end_at: datetime) -> dict[str, float]:
+    """Every quantity a measure of ``query.chart`` can show, for one group of records."""
     if query.chart == "revenue":
         kept = [t for t in cast("list[Transaction]", records) if not t.refunded]
-        return [sum(_amount(t, query.revenue_type, query.currency) for t in kept), float(len(kept))]
+        return {
+            "revenue": sum(_amount(t, query.revenue_type, query.currency) for t in kept),
+            "transactions": float(len(kept)),
+        }
     if query.chart == "refund_rate":
         txs = cast("list[Transaction]", records)
         refunded = sum(t.refunded for t in txs)
-        return [100.0 * refunded / len(txs) if txs else 0.0, float(refunded), float(len(txs))]
+        return {
+            "refund_rate": 100.0 * refunded / len(txs) if txs else 0.0,
+            "refunded": float(refunded),
+            "transactions": float(len(txs)),
+        }
     trials = cast("list[Trial]", records)
     converted = sum(t.converted for t in trials)
-    return [100.0 * converted / len(trials) if trials else 0.0, float(len(trials)), float(converted)]
+    # A trial that did not convert has expired when it ended before the dataset end, else it is still pending.
+    pending = sum(not t.converted and t.ends_at >= end_at for t in trials)
+    return {
+        "conversion_rate": 100.0 * converted / len(trials) if trials else 0.0,
+        "trials": float(len(trials)),
+        "conversions": float(converted),
+        "expirations": float(len(trials) - converted - pending),
+        "pending": float(pending),
+    }
+
+
+def _measure_values(query: ChartQuery, records: list[Transaction] | list[Trial], end_at: datetime) -> list[float]:
+    quantities = _quantities(query, records, end_at)
+    return [quantities[m.key] for m in query.measures]
 
 
 def _records(
@@ -271,7 +319,7 @@ def _round(value: float, measure: Measure) -> float | int:
 def _summaries(
     query: ChartQuery, per_bucket: list[list[float]], totals: list[float]
 ) -> tuple[dict[str, object], dict[str, object]]:
-    measures = MEASURES[query.chart]
+    measures = query.measures
     n = max(1, len(per_bucket))
     total = {m.display_name: _round(totals[k], m) for k, m in enumerate(measures)}
     average = {m.display_name: _round(sum(row[k] for row in per_bucket) / n, m) for k, m in enumerate(measures)}
@@ -280,7 +328,7 @@ def _summaries(
 
 def chart_data(dataset: Dataset, query: ChartQuery) -> dict[str, object]:
     """ChartData for a validated query (spec keys plus ``measures`` and object-style points)."""
-    measures = MEASURES[query.chart]
+    measures = query.measures
     records, day_of = _records(dataset, query)
     periods = buckets(query.start, query.end, query.granularity)
     settle_limit = dataset.end - timedelta(days=_SETTLE_DAYS[query.chart])
@@ -305,7 +353,9 @@ def chart_data(dataset: Dataset, query: ChartQuery) -> dict[str, object]:
     for s_index, segment in enumerate(segment_ids):
         per_bucket: list[list[float]] = []
         for j, bucket in enumerate(periods):
-            row = _measure_values(query, cast("list[Transaction] | list[Trial]", grouped.get((j, segment), [])))
+            row = _measure_values(
+                query, cast("list[Transaction] | list[Trial]", grouped.get((j, segment), [])), dataset.end_at
+            )
             per_bucket.append(row)
             for k, measure in enumerate(measures):
                 point: dict[str, object] = {
@@ -318,7 +368,7 @@ def chart_data(dataset: Dataset, query: ChartQuery) -> dict[str, object]:
                     point["segment"] = s_index
                 values.append(point)
         in_range = [r for j in range(len(periods)) for r in grouped.get((j, segment), [])]
-        totals = _measure_values(query, cast("list[Transaction] | list[Trial]", in_range))
+        totals = _measure_values(query, cast("list[Transaction] | list[Trial]", in_range), dataset.end_at)
         total, average = _summaries(query, per_bucket, totals)
         if segment is None:
             summary_total, summary_average = total, average
@@ -338,7 +388,7 @@ def chart_data(dataset: Dataset, query: ChartQuery) -> dict[str, object]:
         "start_date": _seconds(query.start) * 1000,
         "end_date": _seconds(query.end) * 1000,
         "yaxis_currency": query.currency,
-        "yaxis": measures[0].unit,
+        "yaxis": _YAXIS[query.chart],
         "filtering_allowed": True,
         "segmenting_allowed": True,
         "resolution": query.granularity,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import cast
 from urllib.parse import quote
 
 from .dataset import (
+    COMMISSION_SHARE,
     ENTITLEMENT_ID,
     ENTITLEMENT_LOOKUP_KEY,
     PRODUCTS,
@@ -90,10 +92,14 @@ def _auto_renewal(sub: Subscription) -> str:
     return "will_renew" if sub.auto_renew else "will_not_renew"
 
 
-def subscription_json(project_id: str, sub: Subscription, dataset: Dataset) -> dict[str, object]:
+def subscription_json(
+    project_id: str, sub: Subscription, dataset: Dataset, store: str | None = None
+) -> dict[str, object]:
+    """A v2 Subscription; ``store`` overrides the dataset's store (a sandbox variant)."""
+    served_store = cast("Store", store or sub.store)
     txs = [t for t in dataset.transactions_for_subscription(sub.subscription_id) if not t.refunded]
     total = sum(t.price_usd for t in txs)
-    money = _money(total, sub.store, sub.country)
+    money = _money(total, served_store if served_store in COMMISSION_SHARE else sub.store, sub.country)
     return {
         "object": "subscription",
         "id": sub.subscription_id,
@@ -115,10 +121,10 @@ def subscription_json(project_id: str, sub: Subscription, dataset: Dataset) -> d
             f"/v2/projects/{project_id}/subscriptions/{sub.subscription_id}/entitlements",
         ),
         "environment": "production",
-        "store": sub.store,
+        "store": served_store,
         "store_subscription_identifier": sub.store_subscription_identifier,
         "ownership": "purchased",
-        "management_url": _MANAGEMENT_URLS.get(sub.store),
+        "management_url": _MANAGEMENT_URLS.get(served_store),
         "country": sub.country,
     }
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from typing import Literal
 
@@ -20,6 +20,8 @@ from .credentials import (
 from .dataset import Dataset, generate_dataset
 from .faults import FaultRegistry, FaultSpec
 from .limits import ConcurrencyGate, SlidingWindowLimiter
+from .revenuecat_charts import MeasureNames
+from .variants import Variant, VariantRegistry
 
 
 class SandboxState:
@@ -71,6 +73,12 @@ class SandboxState:
         self.max_page_limit = max_page_limit
         self.wall_clock: Callable[[], datetime] = wall_clock or (lambda: datetime.now(UTC))
         self.faults = FaultRegistry()
+        # Response variants per endpoint (shared/sandbox/variants.py): how a real vendor's answer may differ.
+        self.variants = VariantRegistry()
+        # Chart measure display names: "public" (as public Charts API integrations report them) or "legacy".
+        self.chart_measure_names: MeasureNames = "public"
+        # Subscription id -> store, overriding the dataset's store (e.g. to make one a web-billing subscription).
+        self._store_overrides: dict[str, str] = {}
         self.amplitude_gate = ConcurrencyGate()
         self.amplitude_user_gate = ConcurrencyGate()
         self.rate_limiter = SlidingWindowLimiter(clock)
@@ -100,6 +108,28 @@ class SandboxState:
     def clear_faults(self) -> None:
         self.faults.clear()
 
+    def add_variant(self, endpoint: str, variant: Variant) -> None:
+        """Transform successful answers of ``endpoint`` (an endpoint name or wildcard) by ``variant``."""
+        self.variants.add(endpoint, variant)
+
+    def clear_variants(self) -> None:
+        """Drop every variant, store override and measure-name choice (back to the default answers)."""
+        self.variants.clear()
+        self.chart_measure_names = "public"
+        with self._lock:
+            self._store_overrides.clear()
+
+    def override_store(self, subscription_ids: Iterable[str], store: str) -> None:
+        """Serve these subscriptions as sold through ``store`` (``rc_billing``: web billing, no transactions)."""
+        with self._lock:
+            for subscription_id in subscription_ids:
+                self._store_overrides[subscription_id] = store
+
+    def store_of(self, subscription_id: str, default: str) -> str:
+        """The store a subscription is served with (its override, else ``default``)."""
+        with self._lock:
+            return self._store_overrides.get(subscription_id, default)
+
     @property
     def counts(self) -> dict[str, int]:
         """Snapshot of requests received per endpoint name (faulted and rejected ones included)."""
@@ -109,9 +139,10 @@ class SandboxState:
         self.faults.reset_counts()
 
     def reset(self) -> None:
-        """Clear counters, faults, rate-limit windows and customers created through v1."""
+        """Clear counters, faults, variants, rate-limit windows and customers created through v1."""
         self.faults.reset_counts()
         self.faults.clear()
+        self.clear_variants()
         self.rate_limiter.reset()
         with self._lock:
             self._created_customers.clear()

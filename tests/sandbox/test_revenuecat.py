@@ -92,14 +92,15 @@ def test_refund_rate_chart_equals_refunds_over_transactions_in_raw_data(
     params = {"start_date": "2025-01-01", "end_date": "2025-03-31", "resolution": "2"}
     body = revenuecat.get(f"{PROJECT}/charts/refund_rate", params=params).json()
     assert body["resolution"] == "month"
-    assert [m["display_name"] for m in body["measures"]] == ["Refund Rate", "Refunded Transactions", "Transactions"]
+    assert [m["display_name"] for m in body["measures"]] == ["Transactions", "Refunded Transactions", "Refund Rate"]
+    assert [m["unit"] for m in body["measures"]] == ["#", "#", "%"]
     feb = [t for t in dataset.transactions if t.purchased_at.date().replace(day=1) == date(2025, 2, 1)]
     refunded = sum(t.refunded for t in feb)
     points = {p["measure"]: p for p in body["values"] if p["cohort"] == 1738368000}
-    assert points[2]["value"] == len(feb)
+    assert points[0]["value"] == len(feb)
     assert points[1]["value"] == refunded
-    assert points[0]["value"] == pytest.approx(100 * refunded / len(feb), abs=0.01)
-    assert points[0]["incomplete"] is False
+    assert points[2]["value"] == pytest.approx(100 * refunded / len(feb), abs=0.01)
+    assert points[2]["incomplete"] is False
     q1 = [t for t in dataset.transactions if date(2025, 1, 1) <= t.purchased_at.date() <= date(2025, 3, 31)]
     assert body["summary"]["total"]["Transactions"] == len(q1)
 
