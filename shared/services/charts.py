@@ -81,6 +81,10 @@ def find_measure(chart: ChartData, spec: MeasureSpec) -> int | None:
         for index, name in candidates:
             if wanted in name:
                 return index
+    if spec.units == RATE_UNITS:  # a rate renamed beyond recognition is still the chart's only percentage
+        rates = [index for index, _ in candidates if (chart.measures[index].unit or "").strip().lower() in RATE_UNITS]
+        if len(rates) == 1:
+            return rates[0]
     return None
 
 

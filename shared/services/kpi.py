@@ -204,6 +204,8 @@ class KpiService:
 
         updated = [metric.last_updated_at for metric in overview.metrics if metric.last_updated_at is not None]
         updated_at = timeline.from_ms(max(updated)) if updated else None
+        if updated_at is None:
+            notes.missing("revenuecat.last_updated_at", "revenuecat", "no overview metric says when it was computed.")
         result = m.RevenueCatOverview(
             currency=overview.currency or "USD",
             mrr=value("mrr", "mrr"),
@@ -324,8 +326,10 @@ class KpiService:
             ("median_time_to_convert_seconds", element.median_trans_times),
             ("average_time_to_convert_seconds", element.avg_trans_times),
         ):
-            if len(steps) > 1 and len(values) < len(steps):
-                notes.missing(f"steps[].{name}", "amplitude", "amplitude's funnel answer has no transition times.")
+            for index in range(max(1, len(values)), len(steps)):  # the first step has no time from a previous one
+                notes.missing(
+                    f"steps[{index}].{name}", "amplitude", "amplitude's funnel answer has no transition times."
+                )
         stages = [
             m.FunnelStep(
                 event_type=event_type,

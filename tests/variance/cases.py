@@ -77,6 +77,7 @@ class Outcome:
     status: int = 200
     nulled: frozenset[str] = frozenset()
     derived: frozenset[str] = frozenset()
+    kept: frozenset[str] = frozenset()  # a warning naming it, value as the upstream sent it (e.g. an unknown enum)
     loose: frozenset[str] = frozenset()
     check: str | None = None  # name of an extra check in test_variance.CHECKS
     note: str = ""
@@ -89,6 +90,8 @@ class Outcome:
             parts.append("null + warning: " + ", ".join(f"`{f}`" for f in sorted(self.nulled)))
         if self.derived:
             parts.append("derived + warning: " + ", ".join(f"`{f}`" for f in sorted(self.derived)))
+        if self.kept:
+            parts.append("kept as sent + warning: " + ", ".join(f"`{f}`" for f in sorted(self.kept)))
         if self.note:
             parts.append(self.note)
         return "200; " + "; ".join(parts) if parts else "200, exact"
@@ -162,7 +165,7 @@ CASES: tuple[Case, ...] = (
         "overview-metrics-empty",
         "overview `metrics: []`",
         (("revenuecat.overview", empty_list("metrics")),),
-        {"kpi_overview": Outcome(nulled=frozenset(METRIC_FIGURES.values()))},
+        {"kpi_overview": Outcome(nulled=frozenset({*METRIC_FIGURES.values(), "revenuecat.last_updated_at"}))},
     ),
     Case(
         "overview-unknown-metric",
@@ -328,7 +331,7 @@ CASES: tuple[Case, ...] = (
             "kpi_refund_analysis": Outcome(
                 loose=frozenset({"periods[].incomplete", "summary"}),
                 check="summary_over_all_periods",
-                note="rows carry no `incomplete` flag",
+                note="rows carry no `incomplete` flag: only the period containing today is incomplete",
             )
         },
     ),
@@ -340,7 +343,7 @@ CASES: tuple[Case, ...] = (
             "kpi_refund_analysis": Outcome(
                 loose=frozenset({"periods[].incomplete", "summary"}),
                 check="summary_over_all_periods",
-                note="rows carry no `incomplete` flag",
+                note="rows carry no `incomplete` flag: only the period containing today is incomplete",
             )
         },
     ),
@@ -349,7 +352,7 @@ CASES: tuple[Case, ...] = (
         "subscriptions with an unknown `status` value",
         (("revenuecat.subscriptions", set_field("items[*].status", "paused_by_store")),),
         {
-            "kpi_user_journey": Outcome(nulled=frozenset({"revenuecat.subscriptions[{all}].status"})),
+            "kpi_user_journey": Outcome(kept=frozenset({"revenuecat.subscriptions[{all}].status"})),
             "kpi_refund_analysis": EXACT,
         },
     ),
