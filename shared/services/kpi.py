@@ -9,9 +9,8 @@ slowest branch.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Generic, TypedDict, TypeVar
+from typing import TYPE_CHECKING, TypedDict, TypeVar
 
 from pydantic import BaseModel
 
@@ -27,12 +26,13 @@ from shared.errors import (
 )
 from shared.models import definitions as d
 from shared.models import kpi as m
-from shared.models.amplitude import FunnelElement, UserActivityResponse, UserMatch
-from shared.models.revenuecat import ChartData, Customer, Purchase, Subscription, SubscriptionTransaction
-from shared.services import charts, timeline
+from shared.models.amplitude import FunnelElement
+from shared.models.revenuecat import ChartData
+from shared.services import charts, journey, timeline
 from shared.services.fanout import both, bounded_map, gather2, gather3, raise_if_all_failed
 from shared.services.figures import Fetched, Notes, fetch
 from shared.services.inputs import DateRange, Inputs, month_end, months_between
+from shared.services.journey import CUSTOMER_CONCURRENCY
 from shared.services.series import bucket, monthly_values, ms_to_s
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 QueryT = TypeVar("QueryT", bound=BaseModel)
 ResultT = TypeVar("ResultT", bound=m.ResultMeta)
 
-CUSTOMER_CONCURRENCY = 8
 REFUND_ATTRIBUTION_NOTE = (
     "RevenueCat attributes a refund to the period of the original transaction, not to the day of the refund, so "
     "past periods can still change and recent periods (incomplete=true) are excluded from the summary rates. "
@@ -59,27 +58,6 @@ class Meta(TypedDict):
     sources: list[m.SourceStatus]
     warnings: list[m.FigureWarning]
     provenance: list[m.Provenance]
-
-
-TRANSACTION_STORES = frozenset({"app_store", "play_store"})
-"""Stores whose subscriptions RevenueCat lists transactions of (its operation serves these two only)."""
-KNOWN_SUBSCRIPTION_STATUSES = frozenset(
-    {"trialing", "active", "expired", "in_grace_period", "in_billing_retry", "paused", "unknown", "incomplete"}
-)
-_Transactions = list[SubscriptionTransaction] | str
-"""A subscription's transactions, or why they are unknown."""
-
-ProfileT = TypeVar("ProfileT")
-
-
-@dataclass(frozen=True)
-class _Branch(Generic[ProfileT]):
-    """One source's part of a journey: its profile (None when it does not know the user), timeline entries, notes."""
-
-    profile: ProfileT | None
-    entries: list[m.TimelineEntry]
-    notes: Notes
-    truncated: bool = False
 
 
 class KpiService:
@@ -390,7 +368,10 @@ class KpiService:
         """One user's Amplitude events and RevenueCat purchases, merged into one timeline (oldest first)."""
         user_id = query.user_id
         amplitude, revenuecat = self._require_amplitude(), self._require_revenuecat()
-        amp, rc = await both(self._amplitude_journey(amplitude, user_id), self._revenuecat_journey(revenuecat, user_id))
+        amp, rc = await both(
+            journey.amplitude_journey(amplitude, user_id, limit=self._activity_limit, clock=self._clock),
+            journey.revenuecat_journey(revenuecat, user_id, clock=self._clock),
+        )
         raise_if_all_failed(amp, rc)
         amp_ok = None if isinstance(amp, KpiError) else amp
         rc_ok = None if isinstance(rc, KpiError) else rc
@@ -418,125 +399,6 @@ class KpiService:
             timeline=entries,
             events_truncated=truncated,
         )
-
-    async def _amplitude_journey(self, client: AmplitudeClient, user_id: str) -> _Branch[m.AmplitudeProfile]:
-        notes = Notes()
-
-        async def read() -> tuple[UserMatch | None, tuple[UserActivityResponse, bool] | None]:
-            match = await client.find_user(user_id)
-            if match is None:
-                return None, None
-            return match, await client.user_activity(match.amplitude_id, limit=self._activity_limit)
-
-        fetched = await fetch(read, self._clock)
-        match, activity = fetched.value
-        notes.cite(
-            ["amplitude", "timeline[source=amplitude]"],
-            "amplitude",
-            fetched,
-            period=(None, None),
-            basis="all_time",
-            definition=d.JOURNEY_AMPLITUDE,
-        )
-        if match is None or activity is None:
-            return _Branch(None, [], notes)
-        response, truncated = activity
-        data = response.user_data
-        profile = m.AmplitudeProfile(
-            amplitude_id=data.canonical_amplitude_id or match.amplitude_id,
-            first_used=data.first_used,
-            last_used=data.last_used,
-            num_events=data.num_events,
-            num_sessions=data.num_sessions,
-            country=data.country,
-            platform=data.platform,
-        )
-        timed = [event for event in response.events if event.event_time is not None]
-        if len(timed) < len(response.events):
-            notes.missing(
-                "timeline[source=amplitude]",
-                "amplitude",
-                f"{len(response.events) - len(timed)} amplitude events came without a time and are left out.",
-            )
-        return _Branch(profile, [timeline.event_entry(event) for event in timed], notes, truncated)
-
-    async def _revenuecat_journey(self, client: RevenueCatClient, user_id: str) -> _Branch[m.CustomerProfile]:
-        notes = Notes()
-
-        async def read() -> tuple[Customer | None, list[Subscription], list[Purchase], list[_Transactions]]:
-            customer = await client.customer(user_id)
-            if customer is None:
-                return None, [], [], []
-            subscriptions, purchases = await gather2(
-                lambda: client.subscriptions(user_id), lambda: client.purchases(user_id)
-            )
-            transactions = await bounded_map(
-                [lambda s=sub: self._transactions(client, s) for sub in subscriptions], CUSTOMER_CONCURRENCY
-            )
-            return customer, subscriptions, purchases, transactions
-
-        fetched = await fetch(read, self._clock)
-        customer, subscriptions, purchases, transactions = fetched.value
-        notes.cite(
-            ["revenuecat", "timeline[source=revenuecat]"],
-            "revenuecat",
-            fetched,
-            period=(None, None),
-            basis="all_time",
-            definition=d.JOURNEY_REVENUECAT,
-        )
-        if customer is None:
-            return _Branch(None, [], notes)
-        entries: list[m.TimelineEntry] = []
-        for subscription, found in zip(subscriptions, transactions, strict=True):
-            figure = f"revenuecat.subscriptions[{subscription.id}]"
-            if isinstance(found, str):
-                notes.missing(f"{figure}.renewals", "revenuecat", found)
-            if subscription.status not in KNOWN_SUBSCRIPTION_STATUSES:
-                notes.missing(
-                    f"{figure}.status",
-                    "revenuecat",
-                    f"RevenueCat reports a subscription status this service does not know ({subscription.status[:40]!r}).",
-                )
-            if subscription.starts_at is None:
-                notes.missing(
-                    f"{figure}.starts_at", "revenuecat", "RevenueCat gave no start time for this subscription."
-                )
-            entries += timeline.subscription_entries(subscription, found if isinstance(found, list) else [])
-        undated = [purchase for purchase in purchases if purchase.purchased_at is None]
-        for purchase in undated:
-            notes.missing(
-                f"revenuecat.purchases[{purchase.id}]", "revenuecat", "RevenueCat gave no purchase time: left out."
-            )
-        for purchase in purchases:
-            entries += timeline.purchase_entries(purchase)
-        total = sum((s.total_revenue_in_usd.gross for s in subscriptions if s.total_revenue_in_usd), 0.0)
-        total += sum((p.revenue_in_usd.gross for p in purchases if p.revenue_in_usd and p.status != "refunded"), 0.0)
-        profile = m.CustomerProfile(
-            first_seen_at=timeline.from_ms(customer.first_seen_at),
-            last_seen_at=timeline.from_ms(customer.last_seen_at),
-            country=customer.last_seen_country,
-            subscriptions=[timeline.subscription_summary(s) for s in subscriptions],
-            total_revenue_usd=round(total, 2),
-        )
-        return _Branch(profile, entries, notes)
-
-    async def _transactions(self, client: RevenueCatClient, subscription: Subscription) -> _Transactions:
-        """A store subscription's transactions (its renewals); for any other subscription, or when RevenueCat
-        cannot list them, why they are unknown (a journey keeps everything else)."""
-        if subscription.store not in TRANSACTION_STORES:
-            return (
-                f"RevenueCat lists transactions of App Store and Play Store subscriptions only (this one is "
-                f"{(subscription.store or 'of an unknown store')[:40]}): its renewals are not shown."
-            )
-        try:
-            return await client.subscription_transactions(subscription.id)
-        except UpstreamAuthError:
-            raise
-        except UpstreamError as exc:
-            return (
-                f"RevenueCat did not list this subscription's transactions ({exc.detail}): its renewals are not shown."
-            )
 
     # ------------------------------------------------------------------------------------------ refund analysis
 

@@ -260,10 +260,12 @@ def test_the_user_lookup_shows_the_journey_as_a_timeline(dashboard: Visit) -> No
 def test_provenance_is_one_click_away(dashboard: Visit) -> None:
     page = dashboard.page
     details = page.locator("#panel-mau details.provenance")
-    assert not details.locator("pre").is_visible()
+    answer = details.get_by_label("The API's answer as JSON")
+    provenance = details.get_by_label("Provenance as JSON")
+    assert not answer.is_visible()
     details.locator("summary").click()
-    shown = json.loads(details.locator("pre").inner_text())
-    assert shown == dashboard.answers["/api/kpi/mau"]
+    assert json.loads(answer.inner_text()) == dashboard.answers["/api/kpi/mau"]
+    assert json.loads(provenance.inner_text()) == dashboard.answers["/api/kpi/mau"]["provenance"]
     assert "sandbox" in details.inner_text()
 
 
