@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from server.apps import apps_extension, register_apps
 from server.context import AccessDeniedError, current_principal, current_reader, current_transport
+from server.lean import lean_middleware
 from shared.audit import audit
 from shared.errors import KpiError
 from shared.operations import OPERATIONS, AnyOperation
@@ -35,7 +36,8 @@ INSTRUCTIONS = (
     "Read-only KPIs of the company from Amplitude (product usage) and RevenueCat (subscriptions and revenue). "
     "Dates are YYYY-MM-DD in UTC and never in the future. Money is USD. Rates ending in _pct are percentages; "
     "conversion fractions are 0-1. Results say `partial` when a source failed, and `data_source` is `sandbox` "
-    "for synthetic demo data."
+    "for synthetic demo data; `generated_at` is when the service computed the result (UTC) and `sources` says "
+    "whether each upstream contributed (with its error, as REST problem details, when it did not)."
 )
 
 
@@ -125,4 +127,5 @@ def build_mcp(get_runtime: Callable[[], Runtime], allowed: Sequence[AnyOperation
         return await call_next(ctx)
 
     mcp.middleware.append(unknown_tool_is_invalid_params)
+    mcp.middleware.append(lean_middleware())
     return mcp
