@@ -22,6 +22,7 @@ from mcp_types import INVALID_PARAMS
 from pydantic import BaseModel, Field
 
 from server.apps import apps_extension, register_apps
+from server.catalog import register_prompts, register_resources
 from server.context import AccessDeniedError, current_principal, current_reader, current_transport
 from server.lean import lean_middleware
 from shared.audit import audit
@@ -104,6 +105,8 @@ def build_mcp(get_runtime: Callable[[], Runtime], allowed: Sequence[AnyOperation
         extensions=[apps_extension()],
     )
     views = register_apps(mcp, allowed)
+    register_resources(mcp, get_runtime, allowed)
+    register_prompts(mcp, allowed)
     for operation in allowed:
         mcp.add_tool(
             _tool_function(operation, get_runtime),
