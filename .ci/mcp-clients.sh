@@ -73,6 +73,14 @@ assert result.get('isError') is not True, result
 assert isinstance(result.get('structuredContent'), dict), 'no structuredContent'
 assert result['structuredContent']['data_source'] == 'sandbox', result['structuredContent'].get('data_source')"
 
+LISTS_THE_RESOURCES="import json, sys
+uris = [r['uri'] for r in json.load(open(sys.argv[1]))['resources']]
+expected = ['kpi://definitions/' + t for t in '${TOOLS[*]}'.split()] + ['kpi://service/data-source']
+assert [u for u in uris if u.startswith('kpi://')] == expected, uris"
+LISTS_THE_PROMPTS="import json, sys
+names = [p['name'] for p in json.load(open(sys.argv[1]))['prompts']]
+assert names == ['weekly_kpi_brief', 'user_investigation', 'refund_spike_investigation'], names"
+
 free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # start_server NAME PORT [ARGS...]: `loop-kpi serve --sandbox` in the background; waits (bounded) for /healthz.
@@ -117,6 +125,9 @@ for tool in "${TOOLS[@]}"; do
     check "stdio: tools/call $tool" 0 "$STRUCTURED_RESULT" -- \
         "${STDIO[@]}" --method tools/call --tool-name "$tool" $(tool_args "$tool")
 done
+check "stdio: resources/list lists the definitions and the data source" 0 "$LISTS_THE_RESOURCES" -- \
+    "${STDIO[@]}" --method resources/list
+check "stdio: prompts/list lists the three prompts" 0 "$LISTS_THE_PROMPTS" -- "${STDIO[@]}" --method prompts/list
 check "stdio: an unknown user is a tool error (Inspector exits 5)" 5 - -- \
     "${STDIO[@]}" --method tools/call --tool-name kpi_user_journey --tool-arg user_id=no_such_user_999
 
@@ -135,6 +146,9 @@ if start_server "http" "$AUTH_PORT"; then
         check "http: tools/call $tool" 0 "$STRUCTURED_RESULT" -- \
             "${HTTP[@]}" --method tools/call --tool-name "$tool" $(tool_args "$tool")
     done
+    check "http: resources/list lists the definitions and the data source" 0 "$LISTS_THE_RESOURCES" -- \
+        "${HTTP[@]}" --method resources/list
+    check "http: prompts/list lists the three prompts" 0 "$LISTS_THE_PROMPTS" -- "${HTTP[@]}" --method prompts/list
     check "http: no token is refused (Inspector exits 3, auth_required)" 3 - -- \
         "${INSPECTOR[@]}" "$URL" --transport http --stored-auth-only --method tools/list
     check "http: a token without kpi:read is refused (Inspector exits 1, insufficient scope)" 1 - -- \
@@ -145,7 +159,7 @@ unset KPI_JWT_SECRET
 # ---------------------------------------------------------------------------------------------- (c) conformance
 OPEN_PORT=$(free_port)
 if start_server "no-auth" "$OPEN_PORT" --no-auth; then
-    for scenario in server-initialize ping tools-list dns-rebinding-protection; do
+    for scenario in server-initialize ping tools-list resources-list prompts-list dns-rebinding-protection; do
         check "conformance: $scenario" 0 - -- npx --yes "$CONFORMANCE_PKG" server \
             --url "http://127.0.0.1:$OPEN_PORT/mcp" --scenario "$scenario" -o "$WORK/conformance/$scenario"
     done

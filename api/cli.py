@@ -11,15 +11,17 @@ import socket
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
 from pydantic import ValidationError
 
 from shared.audit import AUDIT_LOGGER, AuditFormatter, EscapingFormatter
 from shared.auth.allowlist import UnknownOperationError, resolve_allowlist
 from shared.auth.tokens import mint_token
 from shared.settings import Settings
+
+if TYPE_CHECKING:  # the web stack is imported by `serve` only: `loop-kpi mcp` (stdio) starts without it
+    from fastapi import FastAPI
 
 DEMO_TOKEN_TTL = 8 * 3600
 EXIT_USAGE = 2

@@ -336,6 +336,26 @@ async def mcp_http_latency(sandbox_url: str, count: int) -> list[Row]:
     ]
 
 
+def stdio_startup(runs: int) -> list[Row]:
+    """`loop-kpi mcp` (live mode, token verified at start) against a bare one-tool MCPServer, both over stdio."""
+    from bench.startup import median_startup
+
+    env = {name: value for name, value in os.environ.items() if not name.startswith("KPI_")}
+    env |= {"KPI_JWT_SECRET": SECRET, "KPI_ACCESS_TOKEN": mint_token(SECRET, subject="bench", ttl=3600)}
+    ours, bare = median_startup(
+        [sys.executable, "-m", "api.cli", "mcp"], [sys.executable, str(ROOT / "bench" / "bare_mcp.py")], env, ROOT, runs
+    )
+    return [
+        Row(
+            f"MCP stdio start-up: spawn to `initialize` answered, `loop-kpi mcp` (median of {runs})",
+            f"{ours * 1000:.0f} ms",
+            f"{bare * 1000:.0f} ms (bare one-tool MCPServer, same SDK)",
+            f"{ours / bare:.2f}x",
+            "<= 1.1x",
+        )
+    ]
+
+
 async def cold_fanout(settings: Settings, state: SandboxState) -> list[Row]:
     rows: list[Row] = []
     state.reset()
@@ -436,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=5, help="load duration of each throughput run")
     parser.add_argument("--calls", type=int, default=2000, help="MCP calls per latency measurement")
+    parser.add_argument("--startup-runs", type=int, default=15, help="stdio start-ups timed per server")
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args(argv)
 
@@ -450,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += workers_throughput(sandbox.base_url, args.seconds, single)
         rows += anyio.run(mcp_latency, settings, args.calls)
         rows += anyio.run(mcp_http_latency, sandbox.base_url, args.calls)
+        rows += stdio_startup(args.startup_runs)
         rows += anyio.run(cold_fanout, settings, state)
         rows += anyio.run(refunds_for_100_users, settings, state)
     bench_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

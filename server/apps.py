@@ -13,6 +13,7 @@ checker (`current_reader`), and the allowlist (only allowlisted operations get a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from mcp.server.apps import APP_MIME_TYPE, Apps
@@ -23,6 +24,12 @@ from mcp.server.mcpserver.resources import FunctionResource
 from server.context import AccessDeniedError, current_reader
 from shared.operations import OPERATIONS, AnyOperation
 from shared.ui import mcp_app_html
+
+
+@cache
+def _view(operation: str) -> str:
+    """The view's document, built on its first read (not at start-up: a stdio host waits for `initialize`)."""
+    return mcp_app_html(operation)
 
 
 def app_uri(operation: str) -> str:
@@ -40,15 +47,14 @@ def register_apps(mcp: MCPServer, allowed: Sequence[AnyOperation] = OPERATIONS) 
     (`{"ui": {"resourceUri": ...}}`), keyed by operation name, for `add_tool(..., meta=...)`."""
     metas: dict[str, dict[str, Any]] = {}
     for operation in allowed:
-        html = mcp_app_html(operation.id)
 
-        async def read(html: str = html) -> str:
+        async def read(tool: str = operation.id) -> str:
             try:
                 await current_reader()
             except AccessDeniedError as exc:
                 # A ResourceError keeps its message on the wire (anything else becomes "Error reading resource").
                 raise ResourceError(str(exc)) from exc
-            return html
+            return _view(tool)
 
         uri = app_uri(operation.id)
         mcp.add_resource(

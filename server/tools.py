@@ -22,7 +22,9 @@ from mcp_types import INVALID_PARAMS
 from pydantic import BaseModel, Field
 
 from server.apps import apps_extension, register_apps
+from server.catalog import register_prompts, register_resources
 from server.context import AccessDeniedError, current_principal, current_reader, current_transport
+from server.lean import lean_middleware
 from shared.audit import audit
 from shared.errors import KpiError
 from shared.operations import OPERATIONS, AnyOperation
@@ -35,7 +37,8 @@ INSTRUCTIONS = (
     "Read-only KPIs of the company from Amplitude (product usage) and RevenueCat (subscriptions and revenue). "
     "Dates are YYYY-MM-DD in UTC and never in the future. Money is USD. Rates ending in _pct are percentages; "
     "conversion fractions are 0-1. Results say `partial` when a source failed, and `data_source` is `sandbox` "
-    "for synthetic demo data."
+    "for synthetic demo data; `generated_at` is when the service computed the result (UTC) and `sources` says "
+    "whether each upstream contributed (with its error, as REST problem details, when it did not)."
 )
 
 
@@ -102,6 +105,8 @@ def build_mcp(get_runtime: Callable[[], Runtime], allowed: Sequence[AnyOperation
         extensions=[apps_extension()],
     )
     views = register_apps(mcp, allowed)
+    register_resources(mcp, get_runtime, allowed)
+    register_prompts(mcp, allowed)
     for operation in allowed:
         mcp.add_tool(
             _tool_function(operation, get_runtime),
@@ -125,4 +130,5 @@ def build_mcp(get_runtime: Callable[[], Runtime], allowed: Sequence[AnyOperation
         return await call_next(ctx)
 
     mcp.middleware.append(unknown_tool_is_invalid_params)
+    mcp.middleware.append(lean_middleware())
     return mcp

@@ -9,6 +9,7 @@ from collections.abc import AsyncGenerator, Callable, Generator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import anyio
 import httpx2
@@ -26,7 +27,9 @@ from shared.readiness import ReadinessCache, SourceReadiness
 from shared.services.cached import CachedKpiService
 from shared.services.kpi import KpiService
 from shared.settings import Settings
-from shared.shared_state import RedisLink, SharedCache, SharedLocks, SharedWindowStore
+
+if TYPE_CHECKING:  # Redis is imported only when KPI_REDIS_URL is set (stdio and one worker start without it)
+    from shared.shared_state import RedisLink, SharedLocks
 
 
 @dataclass
@@ -195,6 +198,14 @@ def _cache_ttl(settings: Settings) -> CacheTtl:
     )
 
 
+def _shared_locks(link: RedisLink | None) -> SharedLocks | None:
+    if link is None:
+        return None
+    from shared.shared_state import SharedLocks
+
+    return SharedLocks(link)
+
+
 @asynccontextmanager
 async def open_runtime(
     settings: Settings,
@@ -209,6 +220,8 @@ async def open_runtime(
         link: RedisLink | None = None
         store: WindowStore | None = None
         if settings.KPI_REDIS_URL is not None and settings.KPI_REDIS_URL.get_secret_value().strip():
+            from shared.shared_state import RedisLink, SharedWindowStore
+
             link = RedisLink(
                 settings.KPI_REDIS_URL.get_secret_value().strip(),
                 prefix=f"loop-kpi:{data_source}",
@@ -235,6 +248,8 @@ async def open_runtime(
         if cache is None:  # not `cache or ...`: an empty cache is falsy
             cache = MemoryCache(max_entries=settings.KPI_CACHE_MAX_ENTRIES, max_bytes=settings.KPI_CACHE_MAX_BYTES)
             if link is not None:
+                from shared.shared_state import SharedCache
+
                 cache = SharedCache(link, local=cache)
         cached = CachedKpiService(
             kpi,
@@ -242,6 +257,6 @@ async def open_runtime(
             tasks,
             ttl=_cache_ttl(settings),
             deadline=settings.KPI_REQUEST_DEADLINE,
-            locks=SharedLocks(link) if link is not None else None,
+            locks=_shared_locks(link),
         )
         yield Runtime(settings, kpi, cached, amplitude, revenuecat, data_source, verifier, redis=link)

@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # Built on first use, not at import: `loop-kpi mcp` answers `initialize` before any upstream call.
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
 
 class UsersData(_Wire):

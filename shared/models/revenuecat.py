@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # Built on first use, not at import: `loop-kpi mcp` answers `initialize` before any upstream call.
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
 
 class OverviewMetric(_Wire):

@@ -118,6 +118,39 @@ def challenge_params(header: str) -> dict[str, str]:
     return {key: value.replace('\\"', '"') for key, value in re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', rest)}
 
 
+def without_docs(schema: Any) -> Any:
+    """What a JSON schema accepts: `schema` without its `title` and `description` keywords (field names kept)."""
+    if isinstance(schema, list):
+        return [without_docs(item) for item in schema]  # pyright: ignore[reportUnknownVariableType]
+    if not isinstance(schema, dict):
+        return schema
+    kept: dict[str, Any] = {}
+    for key, value in schema.items():  # pyright: ignore[reportUnknownVariableType]
+        if key in ("properties", "$defs") and isinstance(value, dict):
+            kept[key] = {name: without_docs(sub) for name, sub in value.items()}  # pyright: ignore[reportUnknownVariableType]
+        elif key not in ("title", "description"):
+            kept[key] = value if key in ("default", "examples", "const", "enum") else without_docs(value)
+    return kept
+
+
+def descriptions(schema: Any) -> set[str]:
+    """Every `description` in a JSON schema."""
+    found: set[str] = set()
+    if isinstance(schema, list):
+        for item in schema:  # pyright: ignore[reportUnknownVariableType]
+            found |= descriptions(item)
+    elif isinstance(schema, dict):
+        for key, value in schema.items():  # pyright: ignore[reportUnknownVariableType]
+            if key == "description" and isinstance(value, str):
+                found.add(value)
+            elif key in ("properties", "$defs") and isinstance(value, dict):
+                for sub in value.values():  # pyright: ignore[reportUnknownVariableType]
+                    found |= descriptions(sub)
+            elif key not in ("default", "examples", "const", "enum"):
+                found |= descriptions(value)
+    return found
+
+
 def only_text(result_content: list[Any]) -> str:
     """The text of a tool result made of exactly one text block."""
     assert len(result_content) == 1

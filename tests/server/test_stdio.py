@@ -267,3 +267,15 @@ async def test_stdout_carries_nothing_but_json_rpc_even_when_tools_fail(
     assert answers[5]["result"]["isError"] and "Upstream failure" in answers[5]["result"]["content"][0]["text"]
     assert answers[6]["error"]["code"] == -32602
     assert answers[7]["result"]["isError"]
+
+
+def test_the_stdio_entry_point_imports_no_web_stack_redis_or_sandbox() -> None:
+    # What `loop-kpi mcp` imports before it serves (cli, the stdio server, its tools): a desktop host starts every
+    # configured server at launch and waits for `initialize`.
+    heavy = ("fastapi", "redis", "shared.shared_state", "shared.sandbox", "api.main", "api.mcp")
+    code = (
+        "import sys, api.cli, server.stdio; from server.tools import build_mcp; build_mcp(lambda: None); "
+        f"print(','.join(name for name in {heavy!r} if name in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert loaded.stdout.strip() == ""

@@ -18,7 +18,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 
 from api.main import create_app
-from server.tools import build_mcp
+from server.tools import INSTRUCTIONS, build_mcp
 from shared.auth.allowlist import UnknownOperationError, resolve_allowlist
 from shared.auth.scopes import KPI_READ, Principal
 from shared.operations import OPERATIONS as REGISTRY
@@ -35,8 +35,10 @@ from .support import (
     SAMPLE_ARGUMENTS,
     SECRETS,
     acting_as,
+    descriptions,
     only_text,
     rest_request,
+    without_docs,
 )
 
 OPERATIONS = operation_ids()
@@ -213,8 +215,30 @@ async def test_every_tool_has_its_result_model_as_output_schema(mode: str) -> No
     with anyio.fail_after(10):
         async with mcp_client(None, mode) as client:
             tools = (await client.list_tools()).tools
+    listed: set[str] = set()
     for tool in tools:
-        assert tool.output_schema == RESULT_MODELS[tool.name].model_json_schema(), tool.name
+        expected = RESULT_MODELS[tool.name].model_json_schema()
+        assert without_docs(tool.output_schema) == without_docs(expected), tool.name
+        listed |= descriptions(tool.output_schema)
+    # Leaner, never vaguer: each field's description is still in the listing (once, in the first tool having it).
+    for tool in tools:
+        assert descriptions(RESULT_MODELS[tool.name].model_json_schema()) <= listed, tool.name
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", MODES)
+async def test_tools_list_says_each_description_once_and_no_derived_titles(mode: str) -> None:
+    with anyio.fail_after(10):
+        async with mcp_client(None, mode) as client:
+            tools = (await client.list_tools()).tools
+    said: list[str] = []
+    for tool in tools:
+        said += sorted(descriptions(tool.output_schema))
+        assert '"title": "Change Pct"' not in json.dumps(tool.output_schema)
+        for name, prop in tool.input_schema["properties"].items():
+            assert "title" not in prop, f"{tool.name}.{name}"
+    assert len(said) == len(set(said))
+    assert "partial" in INSTRUCTIONS and "data_source" in INSTRUCTIONS and "sources" in INSTRUCTIONS
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -233,7 +257,10 @@ async def test_each_tool_returns_structured_content_that_validates_into_its_mode
     assert result.structured_content is not None
     model = RESULT_MODELS[operation].model_validate(result.structured_content)
     assert model.model_dump(mode="json") == result.structured_content
-    assert json.loads(only_text(result.content)) == result.structured_content
+    text = only_text(result.content)
+    assert json.loads(text) == result.structured_content
+    # The text block is compact JSON: a model reads no indentation.
+    assert len(text.encode()) <= 1.05 * len(json.dumps(result.structured_content, separators=(",", ":")).encode())
 
 
 @pytest.mark.anyio

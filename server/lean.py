@@ -1,0 +1,116 @@
+"""Fewer tokens for the model, same meaning: tool results and `tools/list` as the SDK builds them, made lean.
+
+- A tool result's text block is the compact JSON of its `structuredContent` (the SDK pretty-prints it with a
+  two-space indent: 1.35-1.5x the bytes, all of it whitespace a model pays for as tokens). `structuredContent` is
+  left as it is.
+- In `tools/list`, the schemas lose the `title` pydantic derives from each field and model name ("Change Pct" for
+  `change_pct`: a name said twice), and a description repeated across tools (the result envelope's `data_source`,
+  `partial`, `sources`, ...) is kept in the first tool that carries it only; the server instructions state the
+  envelope once for all tools. Types, formats, limits, enums, defaults and `required` are untouched, so what a
+  schema accepts is unchanged.
+
+Both are applied by one server middleware, so every transport (stdio, HTTP, in memory) answers the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, cast
+
+import pydantic_core
+from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
+
+SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
+"""Schema keywords whose value maps names (not keywords) to subschemas."""
+
+
+def compact_json(value: object) -> str:
+    """`value` as JSON without insignificant whitespace (non-ASCII kept as is, as the SDK does)."""
+    return pydantic_core.to_json(value).decode()
+
+
+def compact_result(result: dict[str, Any]) -> dict[str, Any]:
+    """A wire `CallToolResult` whose single text block becomes the compact JSON of its `structuredContent`."""
+    structured = result.get("structuredContent")
+    content = result.get("content")
+    if structured is None or result.get("isError") or not isinstance(content, list):
+        return result
+    blocks = cast("list[object]", content)
+    if (
+        len(blocks) != 1
+        or not isinstance(blocks[0], dict)
+        or cast("dict[str, object]", blocks[0]).get("type") != "text"
+    ):
+        return result
+    return {**result, "content": [{**cast("dict[str, Any]", blocks[0]), "text": compact_json(structured)}]}
+
+
+def _auto_title(name: str) -> str:
+    """The title pydantic derives from a field name (`change_pct` -> `Change Pct`)."""
+    return name.replace("_", " ").title()
+
+
+def lean_schema(schema: Any, seen: set[str] | None = None, *, name: str | None = None) -> Any:
+    """`schema` without derived titles and, when `seen` is given, without descriptions already in `seen` (which
+    collects the descriptions kept). `name` is the field or definition name the schema is under, if any."""
+    if isinstance(schema, list):
+        return [lean_schema(item, seen) for item in cast("list[Any]", schema)]
+    if not isinstance(schema, dict):
+        return schema
+    lean: dict[str, Any] = {}
+    for key, value in cast("dict[str, Any]", schema).items():
+        if key in SCHEMA_MAPS and isinstance(value, dict):
+            lean[key] = {
+                child: lean_schema(sub, seen, name=child) for child, sub in cast("dict[str, Any]", value).items()
+            }
+        elif key == "title" and isinstance(value, str) and (name is None or value in (name, _auto_title(name))):
+            continue
+        elif key == "description" and isinstance(value, str) and seen is not None:
+            if value in seen:
+                continue
+            seen.add(value)
+            lean[key] = value
+        elif key in ("default", "examples", "const", "enum"):
+            lean[key] = value  # values, not schemas
+        else:
+            lean[key] = lean_schema(value, seen)
+    return lean
+
+
+def lean_listing(result: Mapping[str, Any]) -> dict[str, Any]:
+    """A wire `ListToolsResult` with lean input and output schemas (descriptions deduplicated across output
+    schemas, in listing order; input descriptions stay, each is the one place its argument is explained)."""
+    seen: set[str] = set()
+    tools: list[dict[str, Any]] = []
+    for tool in cast("list[dict[str, Any]]", result.get("tools", [])):
+        lean = dict(tool)
+        if "inputSchema" in lean:
+            lean["inputSchema"] = lean_schema(lean["inputSchema"])
+        if "outputSchema" in lean:
+            lean["outputSchema"] = lean_schema(lean["outputSchema"], seen)
+        tools.append(lean)
+    return {**result, "tools": tools}
+
+
+def lean_middleware() -> ServerMiddleware[Any]:
+    """The server middleware applying both; the listing is computed once per protocol version (a server's tools
+    are fixed once built)."""
+    listings: dict[object, tuple[object, dict[str, Any]]] = {}
+
+    async def lean(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        result = await call_next(ctx)
+        if not isinstance(result, dict):
+            return result
+        if ctx.method == "tools/call":
+            return compact_result(result)
+        if ctx.method == "tools/list":
+            key: object = getattr(ctx, "protocol_version", None)
+            cached = listings.get(key)
+            if cached is not None and cached[0] == result:
+                return cached[1]
+            listing = lean_listing(result)
+            listings[key] = (result, listing)
+            return listing
+        return result
+
+    return lean
