@@ -4,6 +4,9 @@ One `TokenVerifier` serves both faces. Algorithms are pinned to their key source
 `KPI_JWT_SECRET`, RS256/ES256 only with keys from `KPI_JWKS_URL`, `none` never; the token header only chooses between
 the configured paths. Every rejection is an `AuthenticationError` with a short reason of our own words: never the
 token, a claim value or a key.
+
+Long because every check of a token (header, algorithm, claims, JWKS refresh and its rate limit) belongs to one
+verifier.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Auth is HTTP Basic (api key : secret key). Errors are plain text. Everything is computed from the dataset
 in UTC (the sandbox project's time zone).
+
+Long because it emulates four endpoints with their vendor errors and limits; each part is small and they share
+parsing.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ descriptions name) are pinned: whatever ``end`` is, each is a named (never anony
 to ``end``, and a RevenueCat customer with a converted trial, a monthly subscription active on ``end`` with at
 least two renewals, and a refunded one-time purchase. They come from their own random stream, and the main stream
 still draws their random counterpart (then discarded), so every other user is the same as without them.
+
+Longer than our other modules on purpose: one seeded generator, whose draws must stay in one order for every user to
+come out the same; splitting it would scatter that sequence.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ lie at least ``settle`` days before the dataset end: settle = 0 for revenue (the
 the dataset end), 30 for refund_rate (refunds of recent transactions can still come in) and 7 for
 trial_conversion_rate (trials that started in the last 7 days have not ended yet). Refunds and
 conversions are attributed to the period of the original transaction / trial start.
+
+Long because it is one emulated endpoint family (query parsing, bucketing, measures, summaries, options) that must
+agree with itself.
 """
 
 from __future__ import annotations

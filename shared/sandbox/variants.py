@@ -21,6 +21,8 @@ Kinds:
 - ``page_size``: the server cuts list pages to at most ``value`` items, whatever ``limit`` asked for.
 
 ``chart`` restricts a variant of ``revenuecat.chart`` / ``revenuecat.chart_options`` to one chart name.
+
+Long because it is a small path language plus one transform per kind of vendor variance; each is a few lines.
 """
 
 from __future__ import annotations
