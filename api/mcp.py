@@ -61,7 +61,9 @@ def mount_mcp(app: FastAPI, mcp: MCPServer, settings: Settings, get_runtime: Cal
         get_runtime=get_runtime,
         resource_metadata=resource_metadata_url(settings),
     )
-    app.router.routes.append(Route(MCP_PATH, endpoint=guard, include_in_schema=False))
+    # Stateless: no server-initiated stream to open (GET) and no session to end (DELETE). The transport spec lets a
+    # server answer 405 to GET; the SDK would otherwise hold a GET open forever.
+    app.router.routes.append(Route(MCP_PATH, endpoint=guard, methods=["POST"], include_in_schema=False))
 
     metadata = {
         "resource": resource_url(settings),

@@ -59,8 +59,16 @@ def resolve_mau(query: m.MauQuery, inputs: Inputs) -> m.MauQuery:
 def resolve_conversion(query: m.ConversionQuery, inputs: Inputs) -> m.ConversionQuery:
     """Steps and dates made concrete (default funnel, last 30 days); validated."""
     steps = list(query.steps) if query.steps is not None else list(inputs.conversion_steps)
+    if len(steps) == 1 and "," in steps[0]:
+        raise InvalidInputError(
+            "a funnel needs 2 to 10 steps, each its own `steps` value: repeat the parameter once per step, in order "
+            "(REST: `?steps=Sign%20Up&steps=Subscribe`; MCP: a list), not one comma-separated value.",
+            field="steps",
+        )
     if not 2 <= len(steps) <= m.MAX_FUNNEL_STEPS:
-        raise InvalidInputError(f"a funnel needs 2 to {m.MAX_FUNNEL_STEPS} steps.", field="steps")
+        raise InvalidInputError(
+            f"a funnel needs 2 to {m.MAX_FUNNEL_STEPS} steps (repeat `steps` once per step, in order).", field="steps"
+        )
     end = not_before_min(query.end_date or inputs.today, "end_date")
     span = date_range(query.start_date or end - timedelta(days=29), end, MAX_FUNNEL_DAYS, inputs.today)
     return query.model_copy(update={"steps": steps, "start_date": span.start, "end_date": span.end})

@@ -366,3 +366,12 @@ async def test_the_allowlist_from_the_environment_governs_mcp_but_not_rest(
     assert [tool["name"] for tool in listed.json()["result"]["tools"]] == ["kpi_overview", "kpi_mau"]
     assert refused.json()["error"]["code"] == INVALID_PARAMS
     assert rest.status_code == 200
+
+
+@pytest.mark.anyio
+async def test_a_get_on_the_stateless_endpoint_is_405_not_a_stream_that_never_ends(app: FastAPI) -> None:
+    with anyio.fail_after(10):
+        async with http_client(app, token()) as http:
+            response = await http.get("/mcp", headers={"Accept": "text/event-stream"})
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"

@@ -1,4 +1,4 @@
-"""Period flags are true on every day: the current month (and the day being counted) is partial until it is over,
+"""Input and period rules of the operations. Period flags are true on every day: the current month (and the day being counted) is partial until it is over,
 a closed period never is. Checked at the first and last day of a month and of a year, at 00:00 and 23:59 UTC,
 with the service's injected clock."""
 
@@ -13,9 +13,10 @@ import pytest
 from shared.clients._http import UpstreamHttp
 from shared.clients.amplitude import AmplitudeClient
 from shared.clients.revenuecat import RevenueCatClient
+from shared.errors import InvalidInputError
 from shared.models import kpi as m
-from shared.operations import MAU, OVERVIEW
-from shared.services.inputs import add_months, month_end
+from shared.operations import CONVERSION, MAU, OVERVIEW
+from shared.services.inputs import Inputs, add_months, month_end
 from shared.services.kpi import KpiService
 
 pytestmark = pytest.mark.anyio
@@ -101,3 +102,11 @@ async def test_the_overview_month_is_partial_today_and_before_its_last_day_only(
         mid = await service.answer(OVERVIEW, m.OverviewQuery(as_of=today - timedelta(days=1)))
         assert mid.amplitude is not None
         assert mid.amplitude.month_partial is (today - timedelta(days=1) < month_end(today))
+
+
+def test_a_comma_separated_funnel_says_to_repeat_steps() -> None:
+    inputs = Inputs(today=date(2026, 11, 20), conversion_steps=("a", "b"))
+    with pytest.raises(InvalidInputError) as raised:
+        CONVERSION.resolve(m.ConversionQuery(steps=["Sign Up,Subscribe"]), inputs)
+    assert raised.value.field == "steps"
+    assert "steps=Sign%20Up&steps=Subscribe" in raised.value.detail
