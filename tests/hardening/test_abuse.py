@@ -88,10 +88,12 @@ async def test_the_sandbox_decodes_a_percent_encoded_id_into_one_segment(
 @pytest.mark.parametrize("path", ["/api/kpi/overview", "/mcp"])
 async def test_two_authorization_headers_are_refused_with_a_400_problem(served: Served, path: str) -> None:
     headers = [("Authorization", f"Bearer {token()}"), ("Authorization", "Bearer someone-else")]
+    method = "POST" if path == "/mcp" else "GET"  # /mcp is stateless: POST only (GET is 405)
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"} if method == "POST" else None
     async with httpx2.AsyncClient(base_url=served.base_url, timeout=20) as client:
         with anyio.fail_after(20):
-            response = await client.get(path, headers=headers)
-            swapped = await client.get(path, headers=headers[::-1])
+            response = await client.request(method, path, headers=headers, json=body)
+            swapped = await client.request(method, path, headers=headers[::-1], json=body)
     for answer in (response, swapped):
         assert answer.status_code == 400, answer.text
         assert answer.headers["content-type"].startswith("application/problem+json")
