@@ -105,6 +105,7 @@ def test_an_upstream_budget_is_shared_across_replicas(
         sandbox_url=sandbox_server.base_url,
         redis_url=redis_url,
         KPI_AMPLITUDE_USER_QUERIES_PER_HOUR="6",  # a journey looks a user up twice (usersearch, useractivity)
+        KPI_CALLER_BUDGET_SHARE="1",  # one caller here: the whole budget is theirs
     ) as urls:
         complete = 0
         for index, user_id in enumerate(users):
