@@ -40,6 +40,11 @@ COST_HINTS: dict[tuple[str, str], str] = {
 }
 """How to make a request cheaper, per (source, budget name), for the 422 of a request above the ceiling."""
 
+CALLER_MIN_UNITS = 4.0
+"""A caller may always spend this much of a window (or all of a smaller one), whatever its share: RevenueCat's
+charts window is 5 a minute until its headers say otherwise, and one dashboard load (overview, conversion, refunds)
+takes 4 charts calls."""
+
 
 def remaining_time() -> float:
     """Seconds left before the current cancel scope's deadline (inf when there is none)."""
@@ -208,7 +213,7 @@ class WindowLimiter:
         entry = secrets.token_hex(8)
         while True:
             if caller_key is not None:
-                share = self.capacity * self.caller_share
+                share = max(self.capacity * self.caller_share, min(self.capacity, CALLER_MIN_UNITS))
                 wait = await self.store.spend(caller_key, cost, share, self.window, entry=entry)
                 if wait > 0:
                     if no_wait or wait >= remaining_time():

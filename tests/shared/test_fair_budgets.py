@@ -334,3 +334,12 @@ def test_a_callers_spent_share_is_a_429_problem_with_retry_after() -> None:
     assert body["type"] == "https://loop-kpi.dev/problems/caller-budget-exceeded"
     assert (body["title"], body["retry_after"], body["source"]) == ("Too many requests", 42, "amplitude")
     assert "drainer" not in json.dumps(body)
+
+
+async def test_a_small_window_still_serves_one_dashboard_load_to_each_caller() -> None:
+    window = WindowLimiter(5, 60, source="revenuecat", name="charts", clock=FakeClock(), caller_share=0.5)
+    with anyio.fail_after(5), calling_as("reader"):
+        for _ in range(4):  # overview 2, conversion 1, refunds 1
+            await window.acquire()
+        with pytest.raises(CallerBudgetExceededError):
+            await window.acquire()
