@@ -47,7 +47,7 @@ def deep_size(value: object) -> int:
             if isinstance(attributes, dict):
                 seen.add(id(attributes))  # pyright: ignore[reportUnknownArgumentType]
                 total += sys.getsizeof(attributes)  # pyright: ignore[reportUnknownArgumentType]
-                stack.extend(attributes.values())  # pyright: ignore[reportUnknownArgumentType, reportUnknownMemberType]
+                stack.extend(attributes.values())  # pyright: ignore[reportUnknownArgumentType]
             for slot in ("__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__"):
                 stack.append(getattr(item, slot, None))
     return total
