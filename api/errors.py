@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from shared.auth.challenge import www_authenticate
 from shared.errors import (
     AuthenticationError,
+    CallerBudgetExceededError,
     InsufficientScopeError,
     InvalidInputError,
     KpiError,
@@ -61,7 +62,7 @@ def kpi_error_response(
     elif isinstance(error, InsufficientScopeError):
         headers["WWW-Authenticate"] = www_authenticate(error, resource_metadata=resource_metadata)
         extra["required_scope"] = error.required_scope
-    elif isinstance(error, UpstreamRateLimitedError):
+    elif isinstance(error, UpstreamRateLimitedError | CallerBudgetExceededError):
         headers["Retry-After"] = str(error.retry_after)
         extra["retry_after"] = error.retry_after
     elif isinstance(error, InvalidInputError) and error.field:

@@ -22,6 +22,7 @@ from server.context import publish
 from shared.audit import Transport, audit
 from shared.auth.bearer import authenticate_bearer, authorization_header
 from shared.auth.scopes import Principal, require_kpi_access
+from shared.caller import current_caller
 from shared.errors import AuthError
 from shared.runtime import Runtime
 
@@ -67,6 +68,7 @@ async def authenticate(
         )
         return None
     set_principal(scope, principal)
+    current_caller.set(principal.subject)  # the budgets' per-caller share (shared.caller); this request's task only
     return principal
 
 

@@ -13,6 +13,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from shared.audit import Transport
 from shared.auth.scopes import Principal, require_kpi_access
+from shared.caller import current_caller
 from shared.errors import InsufficientScopeError
 
 current_principal: ContextVar[Principal | None] = ContextVar("loop_kpi_principal", default=None)
@@ -24,9 +25,11 @@ def publish(principal: Principal, transport: Transport) -> Generator[None]:
     """Make a caller visible to the tools for as long as the context lasts (one HTTP request, say)."""
     principal_token = current_principal.set(principal)
     transport_token = current_transport.set(transport)
+    caller_token = current_caller.set(principal.subject)
     try:
         yield
     finally:
+        current_caller.reset(caller_token)
         current_transport.reset(transport_token)
         current_principal.reset(principal_token)
 

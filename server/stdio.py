@@ -15,6 +15,7 @@ from server.tools import build_mcp
 from shared.auth.allowlist import UnknownOperationError, resolve_allowlist
 from shared.auth.scopes import Principal
 from shared.auth.tokens import TokenVerifier
+from shared.caller import current_caller
 from shared.errors import AuthenticationError
 from shared.runtime import open_runtime, sandbox_upstreams
 from shared.settings import Settings
@@ -66,6 +67,7 @@ async def run_stdio(settings: Settings) -> int:
             open_runtime(effective, data_source="sandbox" if settings.KPI_SANDBOX else "live")
         )
         current_principal.set(principal)
+        current_caller.set(principal.subject)
         current_transport.set("mcp-stdio")
         await build_mcp(lambda: runtime, allowed).run_stdio_async()
     return 0

@@ -5,6 +5,8 @@ No error ever carries a credential: messages are built from our own words, statu
 
     KpiError (500)
     ├── InvalidInputError (422)                     bad parameters from our caller, naming the field
+    │   └── QueryTooCostlyError (422)               one request would cost more than a share of an upstream window
+    ├── CallerBudgetExceededError (429)             this caller spent its share of a budget; carries retry_after
     ├── NotFoundError (404)                         e.g. a user unknown to every source
     ├── DeadlineExceededError (504)                 the whole operation ran out of time (several upstream calls)
     ├── AuthError
@@ -55,6 +57,33 @@ class InvalidInputError(KpiError):
     def __init__(self, detail: str, *, field: str | None = None) -> None:
         super().__init__(detail)
         self.field = field
+
+
+class QueryTooCostlyError(InvalidInputError):
+    """One upstream request would cost more than a single request may (a share of the upstream's window)."""
+
+    title = "Query too costly"
+    slug = "query-too-costly"
+
+    def __init__(self, detail: str, *, source: Source, cost: float, max_cost: float) -> None:
+        super().__init__(detail)
+        self.source = source
+        self.cost = cost
+        self.max_cost = max_cost
+
+
+class CallerBudgetExceededError(KpiError):
+    """This caller (token subject) has spent its share of an upstream budget or of the cold computations; other
+    callers are not affected. `retry_after` is in whole seconds."""
+
+    status = 429
+    title = "Too many requests"
+    slug = "caller-budget-exceeded"
+
+    def __init__(self, detail: str, *, source: Source | None, retry_after: int, subject: str) -> None:
+        super().__init__(detail, source=source)
+        self.retry_after = retry_after
+        self.subject = subject
 
 
 class NotFoundError(KpiError):

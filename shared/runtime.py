@@ -29,7 +29,7 @@ from shared.services.kpi import KpiService
 from shared.settings import Settings
 
 if TYPE_CHECKING:  # Redis is imported only when KPI_REDIS_URL is set (stdio and one worker start without it)
-    from shared.shared_state import RedisLink, SharedLocks
+    from shared.shared_state import RedisLink, SharedLocks, SharedSemaphore
 
 
 @dataclass
@@ -88,12 +88,31 @@ def sandbox_upstreams(settings: Settings) -> Generator[Settings]:
 
 
 def _window_factory(
-    store: WindowStore | None, max_block: float
+    store: WindowStore | None, settings: Settings
 ) -> Callable[[float, float, Source, str], WindowLimiter]:
     def window(capacity: float, seconds: float, source: Source, name: str) -> WindowLimiter:
-        return WindowLimiter(capacity, seconds, source=source, name=name, store=store, max_block=max_block)
+        return WindowLimiter(
+            capacity,
+            seconds,
+            source=source,
+            name=name,
+            store=store,
+            max_block=settings.KPI_MAX_UPSTREAM_BLOCK,
+            caller_share=settings.KPI_CALLER_BUDGET_SHARE,
+            max_cost_share=settings.KPI_MAX_REQUEST_COST_SHARE,
+            retry_reserve=settings.KPI_RETRY_RESERVE if name == "query cost" else 0.0,
+        )
 
     return window
+
+
+def _shared_slots(link: RedisLink | None, settings: Settings, name: str, limit: int) -> SharedSemaphore | None:
+    """Amplitude's per-project concurrency across replicas; a lease outlives one upstream request by 5 s."""
+    if link is None:
+        return None
+    from shared.shared_state import SharedSemaphore
+
+    return SharedSemaphore(link, name, limit=limit, lease=settings.KPI_UPSTREAM_TIMEOUT + 5)
 
 
 def _upstream_http(settings: Settings, http: httpx2.AsyncClient, source: Source) -> UpstreamHttp:
@@ -112,6 +131,7 @@ async def _open_amplitude(
     stack: AsyncExitStack,
     transport: httpx2.AsyncBaseTransport | None,
     window: Callable[[float, float, Source, str], WindowLimiter],
+    link: RedisLink | None = None,
 ) -> AmplitudeClient | None:
     """The Amplitude client with its budgets: dashboard queries (concurrency, cost per 5 min and per hour) and
     user lookups (concurrency, queries per hour); None when its keys are not set."""
@@ -134,10 +154,12 @@ async def _open_amplitude(
                 window(settings.KPI_AMPLITUDE_COST_PER_5MIN, 300, "amplitude", "query cost"),
                 window(settings.KPI_AMPLITUDE_COST_PER_HOUR, 3600, "amplitude", "query cost"),
             ),
+            _shared_slots(link, settings, "amplitude:dashboard", settings.KPI_AMPLITUDE_CONCURRENCY),
         ),
         user_lookup=Gate(
             anyio.CapacityLimiter(settings.KPI_AMPLITUDE_USER_CONCURRENCY),
             (window(settings.KPI_AMPLITUDE_USER_QUERIES_PER_HOUR, 3600, "amplitude", "user lookup"),),
+            _shared_slots(link, settings, "amplitude:user-lookup", settings.KPI_AMPLITUDE_USER_CONCURRENCY),
         ),
     )
 
@@ -229,12 +251,12 @@ async def open_runtime(
             )
             stack.push_async_callback(link.aclose)
             store = SharedWindowStore(link, fallback_share=settings.KPI_REDIS_FALLBACK_SHARE)
-        window = _window_factory(store, settings.KPI_MAX_UPSTREAM_BLOCK)
+        window = _window_factory(store, settings)
 
         tasks = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(tasks.cancel_scope.cancel)  # runs first on exit: stop computations nobody awaits
 
-        amplitude = await _open_amplitude(settings, stack, transport, window)
+        amplitude = await _open_amplitude(settings, stack, transport, window, link)
         revenuecat = await _open_revenuecat(settings, stack, transport, window)
         kpi = KpiService(
             amplitude,
@@ -258,5 +280,6 @@ async def open_runtime(
             ttl=_cache_ttl(settings),
             deadline=settings.KPI_REQUEST_DEADLINE,
             locks=_shared_locks(link),
+            caller_computations=settings.KPI_CALLER_COLD_COMPUTATIONS,
         )
         yield Runtime(settings, kpi, cached, amplitude, revenuecat, data_source, verifier, redis=link)

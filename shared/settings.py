@@ -62,6 +62,19 @@ class Settings(BaseSettings):
     KPI_REVENUECAT_CHARTS_RPM: int = Field(default=5, ge=1, description="Until RevenueCat's headers say otherwise.")
     KPI_REVENUECAT_CUSTOMERS_RPM: int = Field(default=480, ge=1)
     KPI_REVENUECAT_CONCURRENCY: int = Field(default=16, ge=1)
+    # Fair use of those budgets (docs/reliability.md#abuse): per caller (token subject) and per request.
+    KPI_CALLER_BUDGET_SHARE: float = Field(
+        default=0.5, gt=0, le=1, description="Share of each upstream budget window one caller may spend (1: no limit)."
+    )
+    KPI_CALLER_COLD_COMPUTATIONS: int = Field(
+        default=8, ge=1, description="Uncached computations one caller may have in flight at once."
+    )
+    KPI_MAX_REQUEST_COST_SHARE: float = Field(
+        default=0.5, gt=0, le=1, description="Share of an upstream budget window one upstream request may cost."
+    )
+    KPI_RETRY_RESERVE: float = Field(
+        default=0.5, ge=0, lt=1, description="Share of Amplitude's query-cost windows a retry must leave free."
+    )
 
     # Result cache (seconds; 0 disables that kind).
     KPI_CACHE_TTL_OVERVIEW: float = Field(default=300, ge=0)

@@ -7,6 +7,8 @@ windows. Every piece degrades to its in-process twin while Redis is unreachable,
     SharedLocks          SET NX PX locks: one replica computes a key, the others wait for its cache entry
     SharedWindowStore    rate windows as sorted sets (a Lua script spends atomically, with Redis's clock);
                          falls back to local windows at a conservative share of each capacity
+    SharedSemaphore      a concurrency limit across replicas (Amplitude's 5 per project): leases in a sorted
+                         set scored by their expiry, so a replica that dies holding one frees it after `lease` s
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import anyio
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -50,7 +53,7 @@ local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
 local used = 0
 for i = 1, #entries, 2 do used = used + tonumber(string.match(entries[i], '^([^:]+)')) end
 if force or #entries == 0 or used + cost <= capacity then
-  redis.call('ZADD', key, now, tostring(cost) .. ':' .. ARGV[5])
+  redis.call('ZADD', key, now, ARGV[5])
   redis.call('PEXPIRE', key, math.ceil(window * 1000))
   return '0'
 end
@@ -70,6 +73,19 @@ local entries = redis.call('ZRANGE', KEYS[1], 0, -1)
 local used = 0
 for i = 1, #entries do used = used + tonumber(string.match(entries[i], '^([^:]+)')) end
 return tostring(used)
+"""
+
+_LEASE = """
+local limit, lease, token = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], now + lease, token)
+  redis.call('PEXPIRE', KEYS[1], math.ceil(lease * 1000))
+  return 1
+end
+return 0
 """
 
 _RELEASE = """
@@ -105,6 +121,7 @@ class RedisLink:
         self._spend = self.client.register_script(_SPEND)
         self._used = self.client.register_script(_USED)
         self._release = self.client.register_script(_RELEASE)
+        self._lease = self.client.register_script(_LEASE)
 
     @property
     def up(self) -> bool:
@@ -144,14 +161,28 @@ class RedisLink:
             return False
         return True
 
-    async def spend(self, name: str, cost: float, capacity: float, window: float, *, force: bool = False) -> float:
+    async def spend(
+        self, name: str, cost: float, capacity: float, window: float, *, force: bool = False, entry: str = ""
+    ) -> float:
+        member = _member(cost, entry or secrets.token_hex(6))
         result = await self.call(
             lambda: self._spend(
                 keys=[self.key("window", name), self.key("block", name)],
-                args=[cost, capacity, window, "1" if force else "0", secrets.token_hex(6), self.max_block],
+                args=[cost, capacity, window, "1" if force else "0", member, self.max_block],
             )
         )
         return float(_text(result))
+
+    async def refund(self, name: str, cost: float, entry: str) -> None:
+        await self.call(lambda: self.client.zrem(self.key("window", name), _member(cost, entry)))
+
+    async def lease(self, name: str, limit: int, seconds: float, token: str) -> bool:
+        """Take one of `limit` leases of `name` for `seconds`; False when all are held."""
+        result = await self.call(lambda: self._lease(keys=[self.key("slots", name)], args=[limit, seconds, token]))
+        return bool(int(_text(result)))
+
+    async def unlease(self, name: str, token: str) -> None:
+        await self.call(lambda: self.client.zrem(self.key("slots", name), token))
 
     async def used(self, name: str, window: float) -> float:
         result = await self.call(lambda: self._used(keys=[self.key("window", name)], args=[window]))
@@ -166,6 +197,11 @@ class RedisLink:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def _member(cost: float, entry: str) -> str:
+    """A window entry: its cost (read back by the Lua scripts) and the id `refund` removes it by."""
+    return f"{float(cost)!r}:{entry}"
 
 
 def _text(value: Any) -> str:
@@ -253,11 +289,20 @@ class SharedWindowStore:
         self.local = LocalWindowStore(max_block=link.max_block)
         self.fallback_share = fallback_share
 
-    async def spend(self, name: str, cost: float, capacity: float, window: float, *, force: bool = False) -> float:
+    async def spend(
+        self, name: str, cost: float, capacity: float, window: float, *, force: bool = False, entry: str = ""
+    ) -> float:
         try:
-            return await self.link.spend(name, cost, capacity, window, force=force)
+            return await self.link.spend(name, cost, capacity, window, force=force, entry=entry)
         except RedisUnavailableError:
-            return await self.local.spend(name, cost, capacity * self.fallback_share, window, force=force)
+            return await self.local.spend(name, cost, capacity * self.fallback_share, window, force=force, entry=entry)
+
+    async def refund(self, name: str, cost: float, entry: str) -> None:
+        await self.local.refund(name, cost, entry)
+        try:
+            await self.link.refund(name, cost, entry)
+        except RedisUnavailableError:
+            pass
 
     async def used(self, name: str, window: float) -> float:
         try:
@@ -270,3 +315,38 @@ class SharedWindowStore:
             await self.link.block(name, seconds)
         except RedisUnavailableError:
             await self.local.block(name, seconds)
+
+
+class SharedSemaphore:
+    """At most `limit` concurrent holders across every replica (`shared.budget.SharedSlots`).
+
+    Each holder has a lease that expires after `lease` seconds (longer than one upstream request may take), so the
+    slots of a replica that died while holding them come back by themselves. A replica waits for a free lease by
+    polling Redis every `poll` seconds (within the caller's deadline); while Redis is down it relies on its own
+    limit alone.
+    """
+
+    def __init__(self, link: RedisLink, name: str, *, limit: int, lease: float, poll: float = 0.02) -> None:
+        self.link = link
+        self.name = name
+        self.limit = limit
+        self.lease = lease
+        self.poll = poll
+
+    async def acquire(self) -> str:
+        token = secrets.token_hex(8)
+        while True:
+            try:
+                if await self.link.lease(self.name, self.limit, self.lease, token):
+                    return token
+            except RedisUnavailableError:
+                return ""
+            await anyio.sleep(self.poll)
+
+    async def release(self, token: str) -> None:
+        if not token:
+            return
+        try:
+            await self.link.unlease(self.name, token)
+        except RedisUnavailableError:
+            pass  # the lease expires by itself

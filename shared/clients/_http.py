@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.budget import DEFAULT_MAX_BLOCK, Gate, remaining_time
 from shared.errors import (
+    CallerBudgetExceededError,
     Source,
     UpstreamAuthError,
     UpstreamError,
@@ -30,6 +32,9 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 QueryParams = Mapping[str, str | int] | httpx2.QueryParams
 
 DEFAULT_RETRY_AFTER = 60
+"""Longest block after a 429 that names no wait: the first blocks `FIRST_BLIND_BLOCK` s, each next one twice as long
+(up to this), and an answered request starts over (Amplitude's concurrency 429 carries no Retry-After)."""
+FIRST_BLIND_BLOCK = 5
 _BASE_BACKOFF = 0.2
 _MAX_BACKOFF = 2.0
 USER_AGENT = "loop-kpi/0.1 (+https://loop-kpi.dev)"
@@ -107,6 +112,8 @@ class UpstreamHttp:
         self.max_block = max_block
         self._random = rng or random.Random()
         self.retries_made = 0
+        self.blind_429s = 0  # 429s in a row that named no wait (reset by any other answer)
+        self._blind_until = 0.0
 
     async def get(
         self,
@@ -128,12 +135,16 @@ class UpstreamHttp:
                 if gate is None:
                     response = await self._send(path, params)
                 else:
-                    async with gate.slot(cost):
+                    async with gate.slot(cost, retry=attempt > 0):
                         response = await self._send(path, params)
                 if on_response is not None:
                     await on_response(response)
                 self.check_status(response, allow_404=allow_404)
                 return response
+            except CallerBudgetExceededError as exc:
+                if previous is not None:
+                    raise previous from exc  # the retry does not fit this caller's share: say why the first failed
+                raise
             except UpstreamError as exc:
                 if previous is not None and isinstance(exc, UpstreamRateLimitedError) and exc.upstream_status is None:
                     # Our own budget refused the retry: the caller should hear why the first attempt failed.
@@ -177,13 +188,17 @@ class UpstreamHttp:
     def check_status(self, response: httpx2.Response, *, allow_404: bool = False) -> None:
         """Raise the typed error for a non-2xx status (404 passes when `allow_404`)."""
         status = response.status_code
+        if status != 429:
+            self.blind_429s = 0
         if 200 <= status < 300 or (allow_404 and status == 404):
             return
         reason = _vendor_reason(response)
         if status == 429:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if retry_after is None:
-                retry_after = _backoff_seconds(response) or DEFAULT_RETRY_AFTER
+                retry_after = _backoff_seconds(response)
+            if retry_after is None:
+                retry_after = self._blind_block()
             capped = ""
             if retry_after > self.max_block:
                 capped = (
@@ -212,6 +227,17 @@ class UpstreamHttp:
             source=self.source,
             upstream_status=status,
         )
+
+    def _blind_block(self) -> int:
+        """Seconds to block after a 429 naming no wait: 5, 10, 20, 40, 60, 60, ... for 429s in a row; the 429s of
+        one burst (while the current block lasts) share its end rather than doubling it each."""
+        now = time.monotonic()
+        if now < self._blind_until:
+            return max(1, math.ceil(self._blind_until - now))
+        seconds = min(DEFAULT_RETRY_AFTER, FIRST_BLIND_BLOCK * 2**self.blind_429s)
+        self.blind_429s += 1
+        self._blind_until = now + seconds
+        return seconds
 
     def parse(self, response: httpx2.Response, model: type[ModelT]) -> ModelT:
         """Validate a JSON body into a wire model; anything else is an `UpstreamError` (bad response)."""

@@ -4,6 +4,11 @@ A request is first planned: its query resolved (defaults made concrete, input va
 declaration (`shared.operations`), so `mau()` and `mau(end_month=<this month>)` share one cache entry. A miss starts one computation per key, in the runtime's task
 group so that a caller who goes away does not cancel it for the others; every concurrent caller of that key waits
 for the same result. Results are stored as JSON bytes, which the REST face sends as they are.
+
+Fair use: the computation task is started from the first requester's context, so it sees that caller
+(`shared.caller`) and spends that caller's share of the upstream budgets; callers who join it spend nothing. Each
+caller may start at most `caller_computations` computations at once (a 429 for that caller beyond them). A caller
+who joined a computation that failed only because its starter's share was spent computes again for itself.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from anyio.abc import TaskGroup
 from pydantic import BaseModel
 
 from shared.cache import CacheBackend, CacheEntry
-from shared.errors import DeadlineExceededError
+from shared.caller import caller
+from shared.errors import CallerBudgetExceededError, DeadlineExceededError
 from shared.models import kpi as m
 from shared.operations import CacheTtl, Operation
 from shared.services.kpi import KpiService
@@ -95,6 +101,7 @@ class CachedKpiService:
         clock: Callable[[], float] = time.time,
         namespace: str = "",
         locks: Locks | None = None,
+        caller_computations: int | None = None,
     ) -> None:
         self.kpi = kpi
         self.cache = cache
@@ -106,6 +113,8 @@ class CachedKpiService:
         self._inflight: dict[str, _Flight] = {}
         self.computations = 0
         self.locks = locks
+        self.caller_computations = caller_computations
+        self._cold_by_caller: dict[str, int] = {}
 
     def plan(self, operation: Operation[QueryT, ResultT], query: QueryT) -> Plan[ResultT]:
         """What a request will be answered from (its resolved query, cache key, freshness), without running it.
@@ -149,17 +158,37 @@ class CachedKpiService:
         key, model = plan.key, plan.model
         flight = self._inflight.get(key)
         if flight is None:
-            flight = self._inflight[key] = _Flight()
-            self._tasks.start_soon(self._compute, key, flight, plan.ttl, plan.compute, model)
+            flight = self._start(key, plan)
         # The computation has its own deadline; this one only guards against a lost wake-up.
         with anyio.fail_after(self.deadline + 5):
             await flight.done.wait()
-        if flight.error is not None:
-            raise flight.error
+        error = flight.error
+        if isinstance(error, CallerBudgetExceededError) and error.subject != caller():
+            return await self.serve(plan)  # another caller's share was spent, not this one's: try on our own
+        if error is not None:
+            raise error
         assert flight.result is not None
         result = flight.result
         value = result.value if isinstance(result.value, model) else None
         return Served(result.body, result.stored_at, result.ttl, hit=False, model=model, _value=value)
+
+    def _start(self, key: str, plan: Plan[ResultT]) -> _Flight:
+        """Start the computation of `key` on behalf of the current caller, within that caller's share."""
+        subject = caller()
+        if subject is not None and self.caller_computations is not None:
+            running = self._cold_by_caller.get(subject, 0)
+            if running >= self.caller_computations:
+                raise CallerBudgetExceededError(
+                    f"this caller already has {running} uncached computations in flight, its share "
+                    f"({self.caller_computations}); ask again when one has finished.",
+                    source=None,
+                    retry_after=1,
+                    subject=subject,
+                )
+            self._cold_by_caller[subject] = running + 1
+        flight = self._inflight[key] = _Flight()
+        self._tasks.start_soon(self._compute, key, flight, plan.ttl, plan.compute, plan.model, subject)
+        return flight
 
     async def _compute(
         self,
@@ -168,6 +197,7 @@ class CachedKpiService:
         ttl: float,
         compute: Callable[[], Awaitable[ResultT]],
         model: type[ResultT],
+        subject: str | None = None,
     ) -> None:
         token: str | None = None
         try:
@@ -199,6 +229,10 @@ class CachedKpiService:
             if token is not None and self.locks is not None:
                 await self.locks.release(key, token)
             del self._inflight[key]
+            if subject is not None and subject in self._cold_by_caller:
+                self._cold_by_caller[subject] -= 1
+                if not self._cold_by_caller[subject]:
+                    del self._cold_by_caller[subject]
             flight.done.set()
 
     async def _await_peer(self, key: str) -> CacheEntry | None:

@@ -466,7 +466,9 @@ def test_a_slow_revenuecat_is_a_504_even_when_retries_spend_the_budget(sandbox_u
     sandbox.inject("revenuecat.*", FaultSpec(latency=2.0))
     # 2 a minute makes the first retry meet the spent budget; with the default 5 it is the sixth request, which
     # usually (not always, depending on the retry jitter) comes before either branch has given up.
-    settings = build_settings(sandbox_url, KPI_UPSTREAM_TIMEOUT=UPSTREAM_TIMEOUT, KPI_REVENUECAT_CHARTS_RPM=2)
+    settings = build_settings(
+        sandbox_url, KPI_UPSTREAM_TIMEOUT=UPSTREAM_TIMEOUT, KPI_REVENUECAT_CHARTS_RPM=2, KPI_CALLER_BUDGET_SHARE=1
+    )
 
     with serve(settings) as opened:
         response = call(opened, REFUNDS, headers=reader())
@@ -506,7 +508,10 @@ def test_an_operation_over_its_deadline_is_a_504_problem(sandbox_url: str, sandb
 def test_a_spent_upstream_budget_is_a_503_with_retry_after_and_no_upstream_call(
     sandbox_url: str, sandbox: SandboxState
 ) -> None:
-    settings = build_settings(sandbox_url, KPI_AMPLITUDE_COST_PER_5MIN=10)
+    # A 6-month MAU costs ~183 units: the first fits the 300 a window holds, the second does not.
+    settings = build_settings(
+        sandbox_url, KPI_AMPLITUDE_COST_PER_5MIN=300, KPI_MAX_REQUEST_COST_SHARE=1, KPI_CALLER_BUDGET_SHARE=1
+    )
     with serve(settings) as opened:
         first = opened.get("/api/kpi/mau", headers=reader())
         calls = sandbox.counts.get("amplitude.users", 0)

@@ -19,8 +19,9 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from shared.audit import AUDIT_MARKER
+from shared.auth.tokens import mint_token
 from shared.sandbox import FaultSpec, SandboxServer, SandboxState
-from tests.conftest import token
+from tests.conftest import JWT_SECRET, token
 
 from .served import Served, loop_kpi_serve
 
@@ -213,3 +214,36 @@ def test_an_oversized_header_is_refused_without_being_read_to_the_end(served: Se
         except OSError:
             answer = b""
     assert not sent_all or answer.startswith(b"HTTP/1.1 4"), "the server read an 8 MB header"
+
+
+def bearer(subject: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint_token(JWT_SECRET, subject=subject, ttl=600)}"}
+
+
+async def test_a_caller_draining_a_budget_gets_a_429_of_its_own_while_another_caller_is_answered_in_full(
+    sandbox_server: SandboxServer, sandbox: SandboxState, tmp_path: Path
+) -> None:
+    users = [u.user_id for u in sandbox.dataset.users if u.in_revenuecat][:12]
+    budgets = {"KPI_AMPLITUDE_USER_QUERIES_PER_HOUR": "20", "KPI_AMPLITUDE_COST_PER_5MIN": "1000"}
+    with loop_kpi_serve(sandbox_server.base_url, tmp_path, **budgets) as fresh:
+        async with httpx2.AsyncClient(base_url=fresh.base_url, timeout=20) as client:
+            with anyio.fail_after(60):
+                drained = [await client.get(f"/api/kpi/user/{user}", headers=bearer("drainer")) for user in users[:8]]
+                read = [await client.get(f"/api/kpi/user/{user}", headers=bearer("reader")) for user in users[8:]]
+                steps = [("steps", f"Step {index}") for index in range(10)]
+                dates = [("start_date", "2026-10-01"), ("end_date", "2026-11-18")]  # 49 days x 2 x 10 steps
+                query = httpx2.QueryParams([*steps, *dates])
+                costly = await client.get("/api/kpi/conversion", params=query, headers=bearer("reader"))
+    # A journey looks the user up twice: the drainer's share of 20 lookups an hour is 10, five journeys.
+    assert [r.status_code for r in drained] == [200] * 5 + [429] * 3
+    assert all(r.json()["partial"] is False for r in drained[:5])
+    refused = drained[5]
+    problem = refused.json()
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert problem["type"] == "https://loop-kpi.dev/problems/caller-budget-exceeded"
+    assert int(refused.headers["Retry-After"]) == problem["retry_after"] > 3000
+    assert "share (10)" in problem["detail"] and "amplitude user lookup budget" in problem["detail"]
+    assert [(r.status_code, r.json()["partial"]) for r in read] == [(200, False)] * 4
+    assert costly.status_code == 422, costly.text
+    assert "cost 980 units" in costly.json()["detail"] and "shorten the date range" in costly.json()["detail"]
+    assert sandbox.counts.get("amplitude.funnels", 0) == 0

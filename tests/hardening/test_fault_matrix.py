@@ -112,13 +112,14 @@ FAULTS: tuple[Fault, ...] = (
         retry_after={"amplitude": 120, "revenuecat": 120},
         blocks_budget=True,
     ),
-    # Without Retry-After: Amplitude's default (60 s), RevenueCat's `backoff_ms` body field (1 s in the sandbox).
+    # Without Retry-After: the first blind block (5 s, doubling for 429s in a row), RevenueCat's `backoff_ms` body
+    # field (1 s in the sandbox).
     Fault(
         "429-no-retry-after",
         FaultSpec(status=429),
         503,
         RATE_LIMIT,
-        retry_after={"amplitude": 60, "revenuecat": 1},
+        retry_after={"amplitude": 5, "revenuecat": 1},
         blocks_budget=True,
     ),
     Fault("malformed-json", FaultSpec(malformed_json=True), 502, FAILURE),

@@ -105,6 +105,7 @@ def test_an_upstream_budget_is_shared_across_replicas(
         sandbox_url=sandbox_server.base_url,
         redis_url=redis_url,
         KPI_AMPLITUDE_USER_QUERIES_PER_HOUR="6",  # a journey looks a user up twice (usersearch, useractivity)
+        KPI_CALLER_BUDGET_SHARE="1",  # one caller here: the whole budget is theirs
     ) as urls:
         complete = 0
         for index, user_id in enumerate(users):
@@ -155,3 +156,40 @@ def test_replicas_keep_serving_while_redis_is_down_and_share_again_when_it_retur
 
         anyio.run(both)
     assert sandbox.counts["amplitude.users"] == 1
+
+
+def test_amplitudes_concurrency_limit_is_shared_by_two_replicas(
+    sandbox_server: SandboxServer, sandbox: SandboxState, redis_url: str
+) -> None:
+    # The sandbox answers 429 past 5 concurrent Dashboard requests, as Amplitude does per project. Each replica
+    # allows itself 5: only a limit shared through Redis keeps 20 concurrent cold questions on two replicas under it.
+    sandbox.inject("amplitude.users", FaultSpec(latency=0.3))
+    headers = {"Authorization": f"Bearer {token()}"}
+    ranges = [(f"2025-{month:02d}-01", "2026-11-01") for month in range(1, 13)]
+    ranges += [(f"2025-{month:02d}-01", "2026-10-01") for month in range(1, 9)]
+    with replicas(
+        2,
+        sandbox_url=sandbox_server.base_url,
+        redis_url=redis_url,
+        KPI_UPSTREAM_RETRIES="0",
+        KPI_CALLER_COLD_COMPUTATIONS="100",
+    ) as urls:
+        sandbox.reset_counts()
+        outcomes: list[tuple[int, bool | None]] = []
+
+        async def ask(url: str, start: str, end: str, client: httpx2.AsyncClient) -> None:
+            response = await client.get(
+                url + "/api/kpi/mau", params={"start_month": start, "end_month": end}, headers=headers
+            )
+            outcomes.append((response.status_code, response.json().get("partial")))
+
+        async def storm() -> None:
+            async with httpx2.AsyncClient(timeout=30) as client:
+                with anyio.fail_after(60):
+                    async with anyio.create_task_group() as group:
+                        for index, (start, end) in enumerate(ranges):
+                            group.start_soon(ask, urls[index % 2], start, end, client)
+
+        anyio.run(storm)
+    assert outcomes == [(200, False)] * len(ranges)
+    assert sandbox.counts["amplitude.users"] == len(ranges)

@@ -10,7 +10,7 @@ import pytest
 from shared.budget import WindowLimiter
 from shared.cache import CacheEntry, MemoryCache
 from shared.errors import UpstreamRateLimitedError
-from shared.shared_state import RedisLink, SharedCache, SharedLocks, SharedWindowStore
+from shared.shared_state import RedisLink, SharedCache, SharedLocks, SharedSemaphore, SharedWindowStore
 from tests.scale.conftest import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -118,3 +118,39 @@ async def test_an_upstream_block_in_redis_is_capped_even_when_set_before_the_cap
         assert 0 < ttl <= 5000
     finally:
         await capped.aclose()
+
+
+async def test_a_concurrency_limit_is_shared_by_two_replicas(links: tuple[RedisLink, RedisLink]) -> None:
+    one = SharedSemaphore(links[0], "amplitude:dashboard", limit=5, lease=30)
+    two = SharedSemaphore(links[1], "amplitude:dashboard", limit=5, lease=30)
+    held = [await one.acquire() for _ in range(3)] + [await two.acquire() for _ in range(2)]
+    with anyio.move_on_after(0.2) as waited:
+        await two.acquire()
+    assert waited.cancelled_caught
+    await one.release(held[0])
+    with anyio.fail_after(5):
+        assert await two.acquire()
+
+
+async def test_the_leases_of_a_replica_that_died_expire_and_free_their_slots(
+    links: tuple[RedisLink, RedisLink],
+) -> None:
+    dead = SharedSemaphore(links[0], "amplitude:dashboard", limit=5, lease=0.5)
+    for _ in range(5):
+        await dead.acquire()  # never released: the replica died holding them
+    alive = SharedSemaphore(links[1], "amplitude:dashboard", limit=5, lease=30)
+    started = anyio.current_time()
+    with anyio.fail_after(5):
+        await alive.acquire()
+    assert 0.3 <= anyio.current_time() - started < 3
+
+
+async def test_a_refund_removes_exactly_the_abandoned_units_from_the_shared_window(
+    links: tuple[RedisLink, RedisLink],
+) -> None:
+    window = WindowLimiter(1000, 300, source="amplitude", name="query cost", store=SharedWindowStore(links[0]))
+    kept = await window.acquire(120)
+    abandoned = await window.acquire(300.5)
+    await abandoned.refund()
+    assert await window.used() == 120
+    assert kept.cost == 120
