@@ -10,9 +10,10 @@ from shared.clients.amplitude import AmplitudeClient
 from shared.clients.revenuecat import RevenueCatClient
 from shared.models import definitions as d
 from shared.models import kpi as m
+from shared.models.amplitude import UsersData
 from shared.services import timeline
 from shared.services.fanout import gather3
-from shared.services.figures import Notes, fetch
+from shared.services.figures import Fetched, Notes, fetch
 from shared.services.inputs import month_end
 from shared.services.series import bucket
 
@@ -37,30 +38,14 @@ async def amplitude_overview(
         month_start=month_start,
         month_partial=as_of == today or as_of < month_end(as_of),
     )
-    notes.cite(
-        ["amplitude.dau"],
-        "amplitude",
-        dau,
-        period=(dau_date, dau_date),
-        basis="last_complete_day" if as_of == today else "utc_day",
-        definition=d.DAU,
-    )
-    notes.cite(
-        ["amplitude.mau"],
-        "amplitude",
-        active,
-        period=(month_start, as_of),
-        basis="month_to_date",
-        definition=d.MAU_TO_DATE,
-    )
-    notes.cite(
-        ["amplitude.new_users"],
-        "amplitude",
-        new,
-        period=(month_start, as_of),
-        basis="month_to_date",
-        definition=d.NEW_USERS,
-    )
+    day_basis: m.PeriodBasis = "last_complete_day" if as_of == today else "utc_day"
+    groups: list[tuple[str, Fetched[UsersData], tuple[date, date], m.PeriodBasis, str]] = [
+        ("dau", dau, (dau_date, dau_date), day_basis, d.DAU),
+        ("mau", active, (month_start, as_of), "month_to_date", d.MAU_TO_DATE),
+        ("new_users", new, (month_start, as_of), "month_to_date", d.NEW_USERS),
+    ]
+    for figure, fetched, period, basis, definition in groups:
+        notes.cite([f"amplitude.{figure}"], "amplitude", fetched, period=period, basis=basis, definition=definition)
     return overview, notes
 
 
@@ -101,31 +86,22 @@ async def revenuecat_overview(
         last_updated_at=updated_at,
     )
     as_of = (updated_at or fetched.fetched_at).date()
-    for figure, definition in (
-        ("mrr", d.MRR),
-        ("active_subscriptions", d.ACTIVE_SUBSCRIPTIONS),
-        ("active_trials", d.ACTIVE_TRIALS),
-    ):
+    now, trailing = (as_of, as_of), (as_of - timedelta(days=27), as_of)
+    metrics: list[tuple[str, tuple[date, date], m.PeriodBasis, str]] = [
+        ("mrr", now, "snapshot", d.MRR),
+        ("active_subscriptions", now, "snapshot", d.ACTIVE_SUBSCRIPTIONS),
+        ("active_trials", now, "snapshot", d.ACTIVE_TRIALS),
+        ("revenue_28d", trailing, "trailing_28_days", d.REVENUE_28D),
+        ("new_customers_28d", trailing, "trailing_28_days", d.NEW_CUSTOMERS_28D),
+        ("active_users_28d", trailing, "trailing_28_days", d.ACTIVE_USERS_28D),
+    ]
+    for figure, period, basis, definition in metrics:
         notes.cite(
             [f"revenuecat.{figure}"],
             "revenuecat",
             fetched,
-            period=(as_of, as_of),
-            basis="snapshot",
-            definition=definition,
-            upstream_updated_at=updated_at,
-        )
-    for figure, definition in (
-        ("revenue_28d", d.REVENUE_28D),
-        ("new_customers_28d", d.NEW_CUSTOMERS_28D),
-        ("active_users_28d", d.ACTIVE_USERS_28D),
-    ):
-        notes.cite(
-            [f"revenuecat.{figure}"],
-            "revenuecat",
-            fetched,
-            period=(as_of - timedelta(days=27), as_of),
-            basis="trailing_28_days",
+            period=period,
+            basis=basis,
             definition=definition,
             upstream_updated_at=updated_at,
         )
