@@ -423,6 +423,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             env |= ROOMY_ENV
         if args.no_cache:
             env |= dict.fromkeys(NO_CACHE_ENV, "0")
+        if args.cache_bytes is not None:
+            env["KPI_CACHE_MAX_BYTES"] = str(args.cache_bytes)
         command = service_command(port)
         report["service_command"] = " ".join([Path(command[0]).name, *command[1:]])
         bearer = mint_token(SECRET, subject="soak", ttl=int(args.minutes * 60) + 900)
@@ -588,6 +590,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patience", type=float, default=120.0, help="seconds to wait for recovery (default 120)")
     parser.add_argument("--real-budgets", action="store_true", help="keep the service's default upstream budgets")
     parser.add_argument("--no-cache", action="store_true", help="cache nothing (tells cache growth from a leak)")
+    parser.add_argument(
+        "--cache-bytes", type=int, help="KPI_CACHE_MAX_BYTES of the service (a small bound fills during the soak)"
+    )
     parser.add_argument("--json", type=Path, help="also write the full report here")
     args = parser.parse_args(argv)
 
