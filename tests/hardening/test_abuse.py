@@ -216,6 +216,15 @@ def test_an_oversized_header_is_refused_without_being_read_to_the_end(served: Se
     assert not sent_all or answer.startswith(b"HTTP/1.1 4"), "the server read an 8 MB header"
 
 
+def test_complete_headers_over_the_limit_in_one_read_get_a_400(served: Served) -> None:
+    answers: list[bytes] = []
+    for size in (1_000, 20_000):  # the default limit is 16 KiB
+        with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * size + b"\r\n\r\n")
+            answers.append(sock.recv(64))
+    assert answers[0].startswith(b"HTTP/1.1 200") and answers[1].startswith(b"HTTP/1.1 400")
+
+
 def bearer(subject: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {mint_token(JWT_SECRET, subject=subject, ttl=600)}"}
 
