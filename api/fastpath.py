@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.state import set_cache_hit, set_plan
+from api.state import Matched, match_of, set_cache_hit, set_match, set_plan
 from shared.errors import KpiError
 from shared.operations import AnyOperation
 from shared.runtime import Runtime
@@ -40,16 +40,24 @@ def served_response(served: Served[Any], now: float) -> Response:
     )
 
 
-def match_operation(
-    routes: Sequence[OperationRoute], scope: Scope, *, any_method: bool = False
-) -> tuple[AnyOperation, dict[str, Any]] | None:
-    """The operation a request is for, by the app's own routes, and its path parameters; with `any_method`, also
-    the operation whose path matches with another method."""
+def match_operation(routes: Sequence[OperationRoute], scope: Scope) -> Matched | None:
+    """The operation whose route matches the request (path and method first, else path alone); remembered in the
+    request state, so the guard and the fast path match once per request."""
+    remembered = match_of(scope)
+    if remembered is not None:
+        return remembered
+    partial: Matched | None = None
     for route, operation in routes:
         match, child = route.matches(scope)
-        if match is Match.FULL or (any_method and match is Match.PARTIAL):
-            return operation, dict(child.get("path_params", {}))
-    return None
+        if match is Match.FULL:
+            found = Matched(operation, dict(child.get("path_params", {})), full=True)
+            set_match(scope, found)
+            return found
+        if match is Match.PARTIAL and partial is None:
+            partial = Matched(operation, dict(child.get("path_params", {})), full=False)
+    if partial is not None:
+        set_match(scope, partial)
+    return partial
 
 
 def _query_model(raw: bytes, model: type[BaseModel], given: dict[str, Any]) -> BaseModel | None:
@@ -84,7 +92,7 @@ class CachedAnswers:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
             found = match_operation(self.routes(), scope)
-            plan = self._plan(found, scope) if found is not None else None
+            plan = self._plan(found, scope) if found is not None and found.full else None
             if plan is not None:
                 cached = self.get_runtime().cached
                 served = await cached.peek(plan)
@@ -95,9 +103,9 @@ class CachedAnswers:
                 set_plan(scope, plan)
         await self.app(scope, receive, send)
 
-    def _plan(self, found: tuple[AnyOperation, dict[str, Any]], scope: Scope) -> Plan[Any] | None:
-        operation, path_params = found
-        query = _query_model(scope.get("query_string", b""), operation.query, path_params)
+    def _plan(self, found: Matched, scope: Scope) -> Plan[Any] | None:
+        operation = found.operation
+        query = _query_model(scope.get("query_string", b""), operation.query, found.path_params)
         if query is None:
             return None
         try:

@@ -93,8 +93,8 @@ class RestGuard:
         if scope["type"] != "http" or not str(scope.get("path", "")).startswith(self.prefix):
             await self.app(scope, receive, send)
             return
-        found = match_operation(self.routes(), scope, any_method=True)
-        operation = found[0].id if found is not None else UNKNOWN_OPERATION
+        found = match_operation(self.routes(), scope)
+        operation = found.operation.id if found is not None else UNKNOWN_OPERATION
         started = time.perf_counter()
         principal = await authenticate(scope, receive, send, self.get_runtime(), operation=operation, transport="rest")
         if principal is None:

@@ -6,16 +6,30 @@ does not resolve the query again); whoever answers a KPI request whether it was 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, cast
 
 from starlette.types import Scope
 
 from shared.auth.scopes import Principal
+from shared.operations import AnyOperation
 from shared.services.cached import Plan
+
+
+@dataclass(frozen=True, slots=True)
+class Matched:
+    """The operation a request is for (by the app's own routes), its path parameters, and whether the method
+    matches too (`full`) or only the path."""
+
+    operation: AnyOperation
+    path_params: dict[str, Any]
+    full: bool
+
 
 _PRINCIPAL = "principal"  # the name `request.state.principal` reads
 _PLAN = "loop_kpi_plan"
 _CACHE_HIT = "loop_kpi_cache_hit"
+_MATCH = "loop_kpi_match"
 
 
 def _state(scope: Scope) -> dict[str, Any]:
@@ -52,3 +66,14 @@ def set_cache_hit(scope: Scope, hit: bool) -> None:
 def cache_hit_of(scope: Scope) -> bool | None:
     found = _state(scope).get(_CACHE_HIT)
     return found if isinstance(found, bool) else None
+
+
+def set_match(scope: Scope, matched: Matched) -> None:
+    """Remember which operation the request's route is (`api.fastpath.match_operation`)."""
+    _state(scope)[_MATCH] = matched
+
+
+def match_of(scope: Scope) -> Matched | None:
+    """What `set_match` remembered, or None."""
+    found = _state(scope).get(_MATCH)
+    return found if isinstance(found, Matched) else None
