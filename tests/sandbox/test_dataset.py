@@ -20,10 +20,12 @@ def test_other_seed_generates_different_data(dataset: Dataset) -> None:
     assert other.users[0] != dataset.users[0]
 
 
-def test_dataset_generates_quickly() -> None:
+def test_dataset_generates_in_seconds_not_minutes() -> None:
+    # A guard against a pathological slowdown (it takes ~1.5 s on an idle 2-core machine), not a speed target:
+    # speed is measured by `make bench`, and a tight bound here failed whenever the machine was busy.
     started = time.perf_counter()
     generate_dataset(seed=3, users=2500, end=END)
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 15.0
 
 
 def test_dataset_spans_fifteen_calendar_months_and_thousands_of_users(dataset: Dataset) -> None:
