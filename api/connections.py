@@ -5,7 +5,7 @@ uvicorn bounds header size only with its h11 protocol (`h11_max_incomplete_event
 timeout at all. `BoundedHttpToolsProtocol` keeps the faster httptools parser (uvicorn[standard]; about 1.4x h11's
 throughput here) and adds both: a request whose headers pass `KPI_MAX_HEADER_BYTES` gets a 400 and the connection
 is closed, and a connection whose request headers are not complete `KPI_HEADER_TIMEOUT` seconds after it opened
-(or after its previous response) is closed. `BoundedH11Protocol` does the same on h11.
+(or after its previous response) is closed.
 """
 
 from __future__ import annotations
@@ -13,34 +13,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from shared.settings import Settings
-
-
-class BoundedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request's headers."""
-
-    header_timeout: float = 10.0
-
-    def connection_made(self, transport: asyncio.Transport) -> None:
-        super().connection_made(transport)
-        self._arm_header_deadline()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._arm_header_deadline()
-
-    def _arm_header_deadline(self) -> None:
-        waiting_after = self.cycle
-        self.loop.call_later(self.header_timeout, self._header_deadline, waiting_after)
-
-    def _header_deadline(self, waiting_after: object) -> None:
-        # No new request cycle since the deadline was armed: the next request's headers are still incomplete.
-        cycle: Any = self.cycle  # None until the first request's headers are complete
-        if cycle is waiting_after and (cycle is None or cycle.response_complete) and not self.transport.is_closing():
-            self.transport.close()
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -53,6 +28,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._in_headers = True
         self._header_bytes = 0
+        self._parsed_bytes = 0
         self._arm_header_deadline()
 
     def data_received(self, data: bytes) -> None:
@@ -80,7 +56,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _count(self, size: int) -> None:
         # Complete headers that arrived in one read: raising here stops the parser, and uvicorn answers 400.
-        self._parsed_bytes = getattr(self, "_parsed_bytes", 0) + size
+        self._parsed_bytes += size
         if self._parsed_bytes > self.max_header_bytes:
             raise ValueError("request headers too large")
 
@@ -107,7 +83,6 @@ def server_limits(settings: Settings) -> dict[str, Any]:
     # A class (not an instance) is what uvicorn takes, so the limits are set on it.
     BoundedHttpToolsProtocol.header_timeout = settings.KPI_HEADER_TIMEOUT
     BoundedHttpToolsProtocol.max_header_bytes = settings.KPI_MAX_HEADER_BYTES
-    BoundedH11Protocol.header_timeout = settings.KPI_HEADER_TIMEOUT
     return {
         "http": BoundedHttpToolsProtocol,
         "timeout_keep_alive": settings.KPI_KEEPALIVE_TIMEOUT,
