@@ -120,7 +120,7 @@ def banner(settings: Settings, *, given_secret: bool = False) -> str:
             scopes=("kpi:read",),
             ttl=DEMO_TOKEN_TTL,
             issuer=settings.KPI_JWT_ISSUER,
-            audience=settings.KPI_JWT_AUDIENCE,
+            audience=next(iter(settings.KPI_JWT_AUDIENCE), None),
         )
         lines.append(f"  Dashboard: {base}/dashboard#token={token}")
         lines.append(f"  Token:     {token}")
@@ -250,7 +250,7 @@ def cmd_token(args: argparse.Namespace) -> int:
             roles=tuple(args.role or ()),
             ttl=args.ttl,
             issuer=settings.KPI_JWT_ISSUER,
-            audience=settings.KPI_JWT_AUDIENCE,
+            audience=next(iter(settings.KPI_JWT_AUDIENCE), None),
         )
     except (TypeError, ValueError) as exc:
         print(f"loop-kpi: {exc}", file=sys.stderr)

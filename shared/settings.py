@@ -96,9 +96,29 @@ class Settings(BaseSettings):
     # Authentication of our own callers.
     KPI_JWT_SECRET: SecretStr | None = None
     KPI_JWKS_URL: str | None = None
-    KPI_JWT_ISSUER: str | None = None
-    KPI_JWT_AUDIENCE: str | None = None
+    KPI_JWT_ISSUER: str | None = Field(
+        default=None,
+        description="OpenID Connect issuer URL: its discovery document gives the JWKS (unless KPI_JWKS_URL is set) "
+        "and the endpoints clients sign in with; audience validation is then always on.",
+    )
+    KPI_JWT_AUDIENCE: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Audiences a token may carry (comma-separated); default with an issuer: the MCP resource URL "
+        "(KPI_PUBLIC_URL + /mcp).",
+    )
     KPI_JWT_LEEWAY: float = Field(default=30.0, ge=0, le=300)
+    KPI_JWT_SCOPE_CLAIMS: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("scope", "scp", "scopes"), description="Claims read for scopes (dotted paths reach nested claims)."
+    )
+    KPI_JWT_ROLE_CLAIMS: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("role", "roles"),
+        description="Claims read for roles, e.g. realm_access.roles for Keycloak (dotted paths reach nested claims).",
+    )
+    # Dashboard sign-in (authorization code + PKCE in the browser) against KPI_JWT_ISSUER.
+    KPI_OIDC_CLIENT_ID: str | None = Field(default=None, description="Public client id of the dashboard.")
+    KPI_OIDC_SCOPES: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("openid", "kpi:read"), description="Scopes the dashboard asks for (comma-separated)."
+    )
 
     # Faces.
     KPI_PUBLIC_URL: str = "http://127.0.0.1:8000"
@@ -118,7 +138,16 @@ class Settings(BaseSettings):
     )
     MCP_ALLOWED_OPERATIONS: Annotated[tuple[str, ...], NoDecode] | None = None
 
-    @field_validator("KPI_CONVERSION_STEPS", "KPI_ALLOWED_HOSTS", "MCP_ALLOWED_OPERATIONS", mode="before")
+    @field_validator(
+        "KPI_CONVERSION_STEPS",
+        "KPI_ALLOWED_HOSTS",
+        "MCP_ALLOWED_OPERATIONS",
+        "KPI_JWT_AUDIENCE",
+        "KPI_JWT_SCOPE_CLAIMS",
+        "KPI_JWT_ROLE_CLAIMS",
+        "KPI_OIDC_SCOPES",
+        mode="before",
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

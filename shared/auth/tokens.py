@@ -82,7 +82,7 @@ class TokenVerifier:
         self._secret: str | None = secret or None
         self._jwks_url: str | None = jwks_url or None
         self._issuer = settings.KPI_JWT_ISSUER or None
-        self._audience = settings.KPI_JWT_AUDIENCE or None
+        self._audience: list[str] | None = list(settings.KPI_JWT_AUDIENCE) or None
         self._leeway = settings.KPI_JWT_LEEWAY
         self._timeout = httpx2.Timeout(settings.KPI_UPSTREAM_TIMEOUT, connect=settings.KPI_UPSTREAM_CONNECT_TIMEOUT)
         self._client = http_client

@@ -53,7 +53,7 @@ def make_settings(
         KPI_JWT_SECRET=SecretStr(secret) if secret is not None else None,
         KPI_JWKS_URL=jwks_url,
         KPI_JWT_ISSUER=issuer,
-        KPI_JWT_AUDIENCE=audience,
+        KPI_JWT_AUDIENCE=(audience,) if audience else (),
         KPI_JWT_LEEWAY=leeway,
     )
 
