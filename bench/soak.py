@@ -427,7 +427,10 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             env["KPI_CACHE_MAX_BYTES"] = str(args.cache_bytes)
         command = service_command(port)
         report["service_command"] = " ".join([Path(command[0]).name, *command[1:]])
-        bearer = mint_token(SECRET, subject="soak", ttl=int(args.minutes * 60) + 900)
+        ttl = int(args.minutes * 60) + 900
+        # One subject per client, as real callers are: the per-caller budget shares apply to each, not to all at once.
+        bearers = [mint_token(SECRET, subject=f"soak-{index}", ttl=ttl) for index in range(args.clients)]
+        bearer = mint_token(SECRET, subject="soak-check", ttl=ttl)
         stats = Stats()
         mcp_clients = round(args.clients * args.mcp_share)
         exit_code: int | None = None
@@ -454,7 +457,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                 for index in range(args.clients):
                     rng = random.Random(index)
                     loop = mcp_client_loop if index < mcp_clients else rest_client_loop
-                    group.start_soon(loop, base, bearer, stats, pace, stop_at, rng, today, users)
+                    group.start_soon(loop, base, bearers[index], stats, pace, stop_at, rng, today, users)
             elapsed = time.monotonic() - started
             state.clear_faults()
             samples.append(sample(process.pid, started, stats.requests))
@@ -470,7 +473,14 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                     exit_code = await process.wait()
     service_log = log_path.read_text(errors="replace")
     shutil.rmtree(workdir, ignore_errors=True)
-    secrets = (SANDBOX_AMPLITUDE_API_KEY, SANDBOX_AMPLITUDE_SECRET_KEY, SANDBOX_REVENUECAT_API_KEY, SECRET, bearer)
+    secrets = (
+        SANDBOX_AMPLITUDE_API_KEY,
+        SANDBOX_AMPLITUDE_SECRET_KEY,
+        SANDBOX_REVENUECAT_API_KEY,
+        SECRET,
+        bearer,
+        *bearers,
+    )
 
     every = stats.latencies["rest"] + stats.latencies["mcp"]
     errors = {key: count for key, count in stats.outcomes.items() if key not in ("rest 200", "mcp ok")}
