@@ -247,6 +247,7 @@ async def open_runtime(
             link = RedisLink(
                 settings.KPI_REDIS_URL.get_secret_value().strip(),
                 prefix=f"loop-kpi:{data_source}",
+                timeout=settings.KPI_REDIS_TIMEOUT,
                 max_block=settings.KPI_MAX_UPSTREAM_BLOCK,
             )
             stack.push_async_callback(link.aclose)

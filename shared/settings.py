@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     KPI_REDIS_FALLBACK_SHARE: float = Field(
         default=0.5, gt=0, le=1, description="Share of each upstream budget one replica uses while Redis is down."
     )
+    KPI_REDIS_TIMEOUT: float = Field(
+        default=0.5, gt=0, le=30, description="Seconds a Redis command may take before the replica falls back to local."
+    )
 
     # Authentication of our own callers.
     KPI_JWT_SECRET: SecretStr | None = None

@@ -32,6 +32,9 @@ def replicas(count: int, *, sandbox_url: str, redis_url: str, **env: str) -> Gen
         "KPI_JWT_SECRET": JWT_SECRET,
         "KPI_AMPLITUDE_COST_PER_5MIN": "1000000",
         "KPI_REVENUECAT_CHARTS_RPM": "1000000",
+        # Generous on a loaded CI machine: a slow answer must not be mistaken for Redis being down (the fallback
+        # would then ask the upstream once per replica).
+        "KPI_REDIS_TIMEOUT": "5",
         **env,
     }
     ports = [free_port() for _ in range(count)]
