@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import httpx2
+import jwt
 import pytest
 
 from shared.auth.tokens import TokenVerifier, claim, discovery_urls, token_audiences
@@ -174,3 +175,18 @@ async def test_scopes_are_read_from_the_configured_claims(
         verifier = TokenVerifier(settings(KPI_JWT_SCOPE_CLAIMS=scope_claims), http_client=client)
         principal = await verifier.verify(signed(rsa_signing_key, scp=["kpi:read"], scope="openid"))
     assert principal.scopes == scopes
+
+
+def test_loop_kpi_token_with_an_issuer_mints_for_the_default_audience(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from api.cli import main
+
+    secret = "a-test-secret-of-at-least-32-bytes-0123456789"
+    for name, value in {"KPI_JWT_SECRET": secret, "KPI_JWT_ISSUER": ISSUER, "KPI_PUBLIC_URL": PUBLIC_URL}.items():
+        monkeypatch.setenv(name, value)
+
+    assert main(["token", "--sub", "ann"]) == 0
+
+    minted = jwt.decode(capsys.readouterr().out.strip(), secret, algorithms=["HS256"], audience=PUBLIC_URL + "/mcp")
+    assert minted["iss"] == ISSUER
