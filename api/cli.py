@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from shared.audit import AUDIT_LOGGER, AuditFormatter, EscapingFormatter
 from shared.auth.allowlist import UnknownOperationError, resolve_allowlist
-from shared.auth.tokens import mint_token
+from shared.auth.tokens import mint_token, token_audiences
 from shared.settings import Settings
 
 if TYPE_CHECKING:  # the web stack is imported by `serve` only: `loop-kpi mcp` (stdio) starts without it
@@ -120,7 +120,7 @@ def banner(settings: Settings, *, given_secret: bool = False) -> str:
             scopes=("kpi:read",),
             ttl=DEMO_TOKEN_TTL,
             issuer=settings.KPI_JWT_ISSUER,
-            audience=next(iter(settings.KPI_JWT_AUDIENCE), None),
+            audience=next(iter(token_audiences(settings)), None),
         )
         lines.append(f"  Dashboard: {base}/dashboard#token={token}")
         lines.append(f"  Token:     {token}")
@@ -250,7 +250,7 @@ def cmd_token(args: argparse.Namespace) -> int:
             roles=tuple(args.role or ()),
             ttl=args.ttl,
             issuer=settings.KPI_JWT_ISSUER,
-            audience=next(iter(settings.KPI_JWT_AUDIENCE), None),
+            audience=next(iter(token_audiences(settings)), None),
         )
     except (TypeError, ValueError) as exc:
         print(f"loop-kpi: {exc}", file=sys.stderr)
