@@ -26,6 +26,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.routing import Route
 
 from api.guard import McpGuard
+from api.mcp_lean import LeanMcp
 from shared.auth.challenge import PRM_PATH, challenge_metadata_url
 from shared.auth.scopes import KPI_READ
 from shared.runtime import Runtime
@@ -56,20 +57,22 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
 
 def mount_mcp(app: FastAPI, mcp: MCPServer, settings: Settings, get_runtime: Callable[[], Runtime]) -> None:
     """Serve `mcp` at exactly `/mcp` (stateless, JSON responses) and its protected resource metadata."""
+    security = transport_security(settings)
     mcp.streamable_http_app(
-        streamable_http_path=MCP_PATH,
-        stateless_http=True,
-        json_response=True,
-        transport_security=transport_security(settings),
+        streamable_http_path=MCP_PATH, stateless_http=True, json_response=True, transport_security=security
     )
+    sdk = StreamableHTTPASGIApp(mcp.session_manager)
+    # Single stateless JSON tools/call and tools/list skip the SDK's per-request session machinery (api/mcp_lean.py).
+    endpoint = LeanMcp(sdk, mcp.session_manager, security) if settings.KPI_MCP_LEAN else sdk
     guard = McpGuard(
-        StreamableHTTPASGIApp(mcp.session_manager),
+        endpoint,
         get_runtime=get_runtime,
         resource_metadata=challenge_metadata_url(settings),
     )
     # Stateless: no server-initiated stream to open (GET) and no session to end (DELETE). The transport spec lets a
     # server answer 405 to GET; the SDK would otherwise hold a GET open forever.
-    app.router.routes.append(Route(MCP_PATH, endpoint=guard, methods=["POST"], include_in_schema=False))
+    # First in the route table: a tools/call is not matched against every REST and docs route before its own.
+    app.router.routes.insert(0, Route(MCP_PATH, endpoint=guard, methods=["POST"], include_in_schema=False))
 
     if not settings.KPI_JWT_ISSUER:
         return  # no authorization server to name: no metadata (see the module docstring)

@@ -336,6 +336,96 @@ async def mcp_http_latency(sandbox_url: str, count: int) -> list[Row]:
     ]
 
 
+WRK_POST = """wrk.method = "POST"
+wrk.body = [[{body}]]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Accept"] = "application/json, text/event-stream"
+wrk.headers["MCP-Protocol-Version"] = "2025-11-25"
+"""
+
+
+def wrk_post(url: str, pid: int, *, seconds: int, headers: dict[str, str], body: dict[str, Any]) -> Load:
+    """`wrk` POSTing one JSON-RPC request (the streamable HTTP headers of a 2025-11-25 client)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_POST.format(body=json.dumps(body)))
+    args = ["wrk", "-t1", "-c32", f"-d{seconds}s", "--latency", "-s", script.name, url]
+    for name, value in headers.items():
+        args[1:1] = ["-H", f"{name}: {value}"]
+    before = cpu_seconds(pid)
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    used = cpu_seconds(pid) - before
+    Path(script.name).unlink()
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    if re.search(r"Non-2xx or 3xx responses", out):
+        raise RuntimeError(f"{url}: non-2xx responses under load")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return Load(rps, _percentile(out, "50"), _percentile(out, "99"), used / total * 1e6)
+
+
+def mcp_http_cpu(sandbox_url: str, seconds: int) -> list[Row]:
+    """Server CPU per request of a warm `tools/call kpi_mau` and of `tools/list` over streamable HTTP, against the
+    REST GET of the same figure, in one server process (bearer check, scope checker, allowlist and audit line on
+    every call); then the same calls with the lean path off (`KPI_MCP_LEAN=false`, every request through the SDK's
+    transport) in a second process, against its own REST GET."""
+    if not shutil.which("wrk"):
+        return [Row("MCP HTTP tools/call vs REST GET, server CPU per request", "skipped: needs wrk", "", "", "")]
+    token = mint_token(SECRET, subject="bench", ttl=3600)
+    auth = {"Authorization": f"Bearer {token}"}
+    call: dict[str, Any] = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "kpi_mau", "arguments": {}},
+    }
+    listing: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    measured: dict[str, tuple[Load, Load, Load]] = {}
+    for path, lean in (("lean", "true"), ("sdk", "false")):
+        env = {
+            **os.environ,
+            "KPI_SANDBOX": "1",
+            "KPI_SANDBOX_URL": sandbox_url,
+            "KPI_JWT_SECRET": SECRET,
+            "KPI_MCP_LEAN": lean,
+        }
+        port = free_port()
+        with process([sys.executable, "-m", "api.cli", "serve", "--sandbox", "--port", str(port)], env) as service:
+            base = f"http://127.0.0.1:{port}"
+            wait_http(base + "/healthz")
+            httpx2.get(base + "/api/kpi/mau", headers=auth, timeout=30).raise_for_status()
+            wrk_post(base + "/mcp", service.pid, seconds=1, headers=auth, body=call)  # warm-up
+            wrk(base + "/api/kpi/mau", service.pid, seconds=1, headers=auth)
+            rest = wrk(base + "/api/kpi/mau", service.pid, seconds=seconds, headers=auth)
+            tool = wrk_post(base + "/mcp", service.pid, seconds=seconds, headers=auth, body=call)
+            tools = wrk_post(base + "/mcp", service.pid, seconds=seconds, headers=auth, body=listing)
+            measured[path] = (rest, tool, tools)
+    rest, tool, tools = measured["lean"]
+    sdk_rest, sdk_tool, sdk_tools = measured["sdk"]
+    return [
+        Row(
+            "MCP HTTP tools/call vs REST GET, server CPU per request (warm kpi_mau, wrk -t1 -c32 POST, 2025-11-25)",
+            f"{tool.cpu_us_per_request:.0f} us ({tool.rps:,.0f} calls/s)",
+            f"{rest.cpu_us_per_request:.0f} us (GET /api/kpi/mau, same process, {rest.rps:,.0f} req/s)",
+            f"{tool.cpu_us_per_request / rest.cpu_us_per_request:.2f}x",
+            "<= 2x (goal 1.5x)",
+        ),
+        Row(
+            "MCP HTTP tools/list, server CPU per request (same process)",
+            f"{tools.cpu_us_per_request:.0f} us ({tools.rps:,.0f} lists/s)",
+            f"{rest.cpu_us_per_request:.0f} us (the REST GET above)",
+            f"{tools.cpu_us_per_request / rest.cpu_us_per_request:.2f}x",
+            "<= 2x",
+        ),
+        Row(
+            "Same tools/call and tools/list through the SDK's stateless transport (KPI_MCP_LEAN=false)",
+            f"{sdk_tool.cpu_us_per_request:.0f} us / {sdk_tools.cpu_us_per_request:.0f} us",
+            f"{sdk_rest.cpu_us_per_request:.0f} us (GET /api/kpi/mau, that process)",
+            f"{sdk_tool.cpu_us_per_request / sdk_rest.cpu_us_per_request:.2f}x / "
+            f"{sdk_tools.cpu_us_per_request / sdk_rest.cpu_us_per_request:.2f}x",
+            "",
+        ),
+    ]
+
+
 def stdio_startup(runs: int) -> list[Row]:
     """`loop-kpi mcp` (live mode, token verified at start) against a bare one-tool MCPServer, both over stdio."""
     from bench.startup import median_startup
@@ -458,10 +548,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=2000, help="MCP calls per latency measurement")
     parser.add_argument("--startup-runs", type=int, default=15, help="stdio start-ups timed per server")
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument(
+        "--only-mcp-http", action="store_true", help="print only the MCP-over-HTTP CPU rows (docs left as they are)"
+    )
     args = parser.parse_args(argv)
 
     state = SandboxState()
     rows: list[Row] = []
+    if args.only_mcp_http:
+        with SandboxServer(state) as sandbox:
+            print(render(mcp_http_cpu(sandbox.base_url, args.seconds), args.seconds))
+        return 0
     with SandboxServer(state) as sandbox:
         settings = sandbox_settings(Settings(KPI_JWT_SECRET=SECRET), sandbox.base_url)  # pyright: ignore[reportArgumentType]
         settings = Settings.model_validate({**settings.model_dump(), "KPI_SANDBOX": True})
@@ -471,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += workers_throughput(sandbox.base_url, args.seconds, single)
         rows += anyio.run(mcp_latency, settings, args.calls)
         rows += anyio.run(mcp_http_latency, sandbox.base_url, args.calls)
+        rows += mcp_http_cpu(sandbox.base_url, args.seconds)
         rows += stdio_startup(args.startup_runs)
         rows += anyio.run(cold_fanout, settings, state)
         rows += anyio.run(refunds_for_100_users, settings, state)

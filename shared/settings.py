@@ -140,6 +140,11 @@ class Settings(BaseSettings):
         default=1000, ge=1, description="Concurrent connections and requests; beyond them uvicorn answers 503."
     )
     MCP_ALLOWED_OPERATIONS: Annotated[tuple[str, ...], NoDecode] | None = None
+    KPI_MCP_LEAN: bool = Field(
+        default=True,
+        description="Serve single stateless tools/call and tools/list over HTTP on the lean path (same bytes as the "
+        "SDK's own path, less CPU); false sends every MCP request through the SDK's session machinery.",
+    )
 
     @field_validator(
         "KPI_CONVERSION_STEPS",
