@@ -295,3 +295,15 @@ def test_the_sign_in_screen_offers_the_company_account_first_and_still_the_paste
         assert axe_violations(page) == []
         assert not seen.api_calls()
         assert seen.console_errors == []
+
+
+def test_a_sign_in_the_provider_did_not_complete_gets_the_sign_in_screen_with_the_reason(
+    browser: Browser, sso: SignInService
+) -> None:
+    with visit(browser, sso) as seen:
+        # What the provider sends back when the user refuses consent, here for a sign-in this tab never started.
+        seen.page.goto(sso.dashboard + "/#error=access_denied&error_description=End-User+aborted&state=unknown")
+        seen.wait_signed_out("failed")
+        assert seen.stored_user() is None
+        assert urlsplit(seen.page.url).fragment == ""
+        assert not seen.api_calls()
