@@ -15,8 +15,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.dashboard import CONTENT_SECURITY_POLICY, mount_dashboard
+from api.main import create_app
 from shared.settings import Settings
-from tests.api.conftest import serve
 from tests.conftest import JWT_SECRET
 
 ISSUER = "https://login.example.com/realms/company"
@@ -94,8 +94,9 @@ def test_the_service_serves_the_sign_in_configuration_without_a_token(
     make_settings: Callable[..., Settings],
 ) -> None:
     settings = make_settings(KPI_SANDBOX=True, KPI_JWT_ISSUER=ISSUER, KPI_OIDC_CLIENT_ID="kpi-dashboard")
-    with serve(settings) as client:
-        response = client.get(SIGN_IN)
-        assert response.status_code == 200
-        assert response.json()["resource"] == settings.KPI_PUBLIC_URL + "/mcp"
-        assert SIGN_IN not in client.get("/openapi.json").json()["paths"]
+    app = create_app(settings)
+    client = TestClient(app)  # no lifespan: the page's configuration needs no runtime (nor the issuer's discovery)
+    response = client.get(SIGN_IN)
+    assert response.status_code == 200
+    assert response.json()["resource"] == settings.KPI_PUBLIC_URL + "/mcp"
+    assert SIGN_IN not in app.openapi()["paths"]

@@ -307,3 +307,25 @@ def test_a_sign_in_the_provider_did_not_complete_gets_the_sign_in_screen_with_th
         assert seen.stored_user() is None
         assert urlsplit(seen.page.url).fragment == ""
         assert not seen.api_calls()
+
+
+def test_a_provider_token_the_service_refuses_ends_the_session_with_the_signed_out_screen(
+    browser: Browser, sso: SignInService
+) -> None:
+    with visit(browser, sso) as seen:
+        sign_in_with_the_provider(seen, sso)
+        page = seen.page
+        # As if the provider had rotated its keys: the kept token no longer verifies (its signature is altered).
+        page.evaluate(
+            f"""() => {{
+              const key = Object.keys(sessionStorage).find(k => k.startsWith({USER_KEY_PREFIX!r}));
+              const user = JSON.parse(sessionStorage.getItem(key));
+              user.access_token = user.access_token.slice(0, -4) + "AAAA";
+              sessionStorage.setItem(key, JSON.stringify(user));
+            }}"""
+        )
+        page.reload()
+        seen.wait_signed_out("expired")
+        assert page.inner_text("#signin-reason").endswith("Sign in again. (invalid signature)")
+        assert seen.stored_user() is None
+        assert page.evaluate("sessionStorage.getItem('loop-kpi.token')") is None
