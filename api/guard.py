@@ -21,6 +21,7 @@ from api.state import cache_hit_of, set_principal
 from server.context import publish
 from shared.audit import Transport, audit
 from shared.auth.bearer import authenticate_bearer, authorization_header
+from shared.auth.challenge import challenge_metadata_url
 from shared.auth.scopes import Principal, require_kpi_access
 from shared.caller import current_caller
 from shared.errors import AuthError
@@ -96,7 +97,16 @@ class RestGuard:
         found = match_operation(self.routes(), scope)
         operation = found.operation.id if found is not None else UNKNOWN_OPERATION
         started = time.perf_counter()
-        principal = await authenticate(scope, receive, send, self.get_runtime(), operation=operation, transport="rest")
+        runtime = self.get_runtime()
+        principal = await authenticate(
+            scope,
+            receive,
+            send,
+            runtime,
+            operation=operation,
+            transport="rest",
+            resource_metadata=challenge_metadata_url(runtime.settings),
+        )
         if principal is None:
             return
         status = 500
@@ -121,10 +131,10 @@ class RestGuard:
 
 
 class McpGuard:
-    """Guards the MCP endpoint: 401/403 with an RFC 9728 `resource_metadata` challenge; the caller is published to
-    the tools for the duration of the request."""
+    """Guards the MCP endpoint: 401/403 with an RFC 9728 `resource_metadata` challenge (when an issuer is configured:
+    `challenge_metadata_url`); the caller is published to the tools for the duration of the request."""
 
-    def __init__(self, app: ASGIApp, *, get_runtime: Callable[[], Runtime], resource_metadata: str) -> None:
+    def __init__(self, app: ASGIApp, *, get_runtime: Callable[[], Runtime], resource_metadata: str | None) -> None:
         self.app = app
         self.get_runtime = get_runtime
         self.resource_metadata = resource_metadata

@@ -71,9 +71,10 @@ def create_app(
     clock: Callable[[], datetime] | None = None,
     on_ready: Callable[[Settings], None] | None = None,
     operations: Sequence[AnyOperation] = OPERATIONS,
+    token_clock: Callable[[], float] | None = None,
 ) -> FastAPI:
-    """Build the app serving `operations` (the registry). `transport` and `clock` are for tests; `on_ready` runs
-    once the runtime is open."""
+    """Build the app serving `operations` (the registry). `transport`, `clock` and `token_clock` (unix seconds for
+    token expiry) are for tests; `on_ready` runs once the runtime is open."""
     settings = settings or get_settings()
     if settings.KPI_NO_AUTH and not settings.KPI_SANDBOX:
         raise ValueError("KPI_NO_AUTH is only allowed together with KPI_SANDBOX: production never runs open.")
@@ -97,6 +98,7 @@ def create_app(
                     transport=transport,
                     data_source="sandbox" if settings.KPI_SANDBOX else "live",
                     clock=clock,
+                    token_clock=token_clock,
                 )
             )
             app.state.runtime = runtime

@@ -3,7 +3,13 @@
 The host mounts the MCP server (`server.tools.build_mcp`); the server knows nothing of the host. The SDK's own auth is
 not used: it cannot express "kpi:read OR role admin/exec" and omits `scope=` from its 403 challenge. `McpGuard`
 verifies the token with the runtime's verifier, applies the one scope checker, answers 401/403 as problem details
-with an RFC 9728 `resource_metadata` challenge, and publishes the caller to the tools.
+with a Bearer challenge, and publishes the caller to the tools.
+
+With an OpenID Connect issuer (`KPI_JWT_ISSUER`) the RFC 9728 metadata names it as the authorization server and the
+challenges point at the metadata, so a remote MCP client can sign in on its own. Without one (local HS256 tokens from
+`loop-kpi token`) there is no metadata (404) and no `resource_metadata` in the challenge: the MCP authorization spec
+makes authorization optional, and a client that found metadata naming no working authorization server would start
+an OAuth flow that cannot finish; such clients are configured with an `Authorization: Bearer` header instead.
 """
 
 from __future__ import annotations
@@ -20,12 +26,12 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.routing import Route
 
 from api.guard import McpGuard
+from shared.auth.challenge import PRM_PATH, challenge_metadata_url
 from shared.auth.scopes import KPI_READ
 from shared.runtime import Runtime
 from shared.settings import Settings
 
 MCP_PATH = "/mcp"
-PRM_PATH = "/.well-known/oauth-protected-resource"
 
 
 def resource_url(settings: Settings) -> str:
@@ -34,7 +40,7 @@ def resource_url(settings: Settings) -> str:
 
 
 def resource_metadata_url(settings: Settings) -> str:
-    """Where the RFC 9728 metadata of the MCP endpoint is served."""
+    """Where the RFC 9728 metadata of the MCP endpoint is served (with an issuer configured)."""
     return settings.KPI_PUBLIC_URL + PRM_PATH
 
 
@@ -59,16 +65,17 @@ def mount_mcp(app: FastAPI, mcp: MCPServer, settings: Settings, get_runtime: Cal
     guard = McpGuard(
         StreamableHTTPASGIApp(mcp.session_manager),
         get_runtime=get_runtime,
-        resource_metadata=resource_metadata_url(settings),
+        resource_metadata=challenge_metadata_url(settings),
     )
     # Stateless: no server-initiated stream to open (GET) and no session to end (DELETE). The transport spec lets a
     # server answer 405 to GET; the SDK would otherwise hold a GET open forever.
     app.router.routes.append(Route(MCP_PATH, endpoint=guard, methods=["POST"], include_in_schema=False))
 
+    if not settings.KPI_JWT_ISSUER:
+        return  # no authorization server to name: no metadata (see the module docstring)
     metadata = {
         "resource": resource_url(settings),
-        # Without an external issuer, tokens come from this service itself (`loop-kpi token`).
-        "authorization_servers": [settings.KPI_JWT_ISSUER or settings.KPI_PUBLIC_URL],
+        "authorization_servers": [settings.KPI_JWT_ISSUER],
         "scopes_supported": [KPI_READ],
         "bearer_methods_supported": ["header"],
         "resource_name": "Loop KPI",

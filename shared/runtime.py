@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -196,16 +197,19 @@ async def _open_revenuecat(
     )
 
 
-async def _open_verifier(settings: Settings, stack: AsyncExitStack) -> TokenVerifier:
-    """The token verifier, with its own HTTP client for the JWKS when one is configured."""
+async def _open_verifier(
+    settings: Settings, stack: AsyncExitStack, token_clock: Callable[[], float] | None = None
+) -> TokenVerifier:
+    """The token verifier, with its own HTTP client for the JWKS (and the issuer's discovery) when configured."""
     jwks_http = None
-    if (settings.KPI_JWKS_URL or "").strip():
+    if (settings.KPI_JWKS_URL or "").strip() or (settings.KPI_JWT_ISSUER or "").strip():
         jwks_http = await stack.enter_async_context(
             httpx2.AsyncClient(
                 timeout=httpx2.Timeout(settings.KPI_UPSTREAM_TIMEOUT, connect=settings.KPI_UPSTREAM_CONNECT_TIMEOUT)
             )
         )
-    return await stack.enter_async_context(TokenVerifier(settings, http_client=jwks_http))
+    verifier = TokenVerifier(settings, http_client=jwks_http, clock=token_clock or time.time)
+    return await stack.enter_async_context(verifier)
 
 
 def _cache_ttl(settings: Settings) -> CacheTtl:
@@ -236,8 +240,10 @@ async def open_runtime(
     data_source: DataSource = "live",
     clock: Callable[[], datetime] | None = None,
     cache: CacheBackend | None = None,
+    token_clock: Callable[[], float] | None = None,
 ) -> AsyncGenerator[Runtime]:
-    """Open one HTTP client per configured upstream, build the service, and close everything on exit."""
+    """Open one HTTP client per configured upstream, build the service, and close everything on exit; `token_clock`
+    (unix seconds) is the token verifier's clock (tests)."""
     async with AsyncExitStack() as stack:
         link: RedisLink | None = None
         store: WindowStore | None = None
@@ -266,7 +272,7 @@ async def open_runtime(
             activity_limit=settings.KPI_USER_ACTIVITY_LIMIT,
             **({"clock": clock} if clock is not None else {}),
         )
-        verifier = await _open_verifier(settings, stack)
+        verifier = await _open_verifier(settings, stack, token_clock)
         if cache is None:  # not `cache or ...`: an empty cache is falsy
             cache = MemoryCache(max_entries=settings.KPI_CACHE_MAX_ENTRIES, max_bytes=settings.KPI_CACHE_MAX_BYTES)
             if link is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from shared.auth.challenge import missing_token_detail
 from shared.auth.scopes import Principal
 from shared.auth.tokens import TokenVerifier, parse_authorization_header
 from shared.errors import AuthenticationError, MalformedAuthorizationError
@@ -33,5 +34,5 @@ async def authenticate_bearer(
     if token is None:
         if allow_anonymous:
             return Principal.local(ANONYMOUS_SANDBOX)
-        raise AuthenticationError("A bearer token is required.", token_sent=False)
+        raise AuthenticationError(missing_token_detail(verifier.issuer), token_sent=False)
     return await verifier.verify(token)

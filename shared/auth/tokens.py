@@ -1,8 +1,10 @@
 """Bearer-token verification: JWTs signed with our own HS256 secret, or RS256/ES256 keys from a JWKS.
 
 One `TokenVerifier` serves both faces. Algorithms are pinned to their key source: HS256 only ever verifies with
-`KPI_JWT_SECRET`, RS256/ES256 only with keys from `KPI_JWKS_URL`, `none` never; the token header only chooses between
-the configured paths. Every rejection is an `AuthenticationError` with a short reason of our own words: never the
+`KPI_JWT_SECRET`, RS256/ES256 only with keys from the JWKS (`KPI_JWKS_URL`, or the `jwks_uri` of the OpenID Connect
+issuer `KPI_JWT_ISSUER` found by discovery), `none` never; the token header only chooses between the configured
+paths. With an issuer, `iss` must equal it and `aud` must name this service (`token_audiences`). Scopes and roles are
+read from the configured claims (`KPI_JWT_SCOPE_CLAIMS`, `KPI_JWT_ROLE_CLAIMS`; dotted paths reach nested claims). Every rejection is an `AuthenticationError` with a short reason of our own words: never the
 token, a claim value or a key.
 
 Long because every check of a token (header, algorithm, claims, JWKS refresh and its rate limit) belongs to one
@@ -33,10 +35,12 @@ from shared.settings import Settings
 __all__ = [
     "JWKS_ALGORITHMS",
     "MAX_TOKEN_LENGTH",
+    "MCP_RESOURCE_PATH",
     "MIN_SECRET_LENGTH",
     "TokenVerifier",
     "mint_token",
     "parse_authorization_header",
+    "token_audiences",
 ]
 
 MAX_TOKEN_LENGTH = 8 * 1024
@@ -48,8 +52,11 @@ MIN_SECRET_LENGTH = 32
 JWKS_ALGORITHMS: frozenset[str] = frozenset({"RS256", "ES256"})
 """The asymmetric algorithms accepted with JWKS keys."""
 HMAC_ALGORITHM = "HS256"
+MCP_RESOURCE_PATH = "/mcp"
+"""The MCP endpoint's path: `KPI_PUBLIC_URL` + this is the protected resource's identifier, the default audience."""
 
 _MAX_JWKS_BYTES = 512 * 1024
+_MAX_DISCOVERY_BYTES = 256 * 1024
 _ACCEPTED_TYPES = frozenset({"jwt", "at+jwt", "application/at+jwt"})
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -57,6 +64,27 @@ _BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 def _reject(reason: str) -> AuthenticationError:
     return AuthenticationError(reason, token_sent=True)
+
+
+def token_audiences(settings: Settings) -> tuple[str, ...]:
+    """The audiences a token may carry: `KPI_JWT_AUDIENCE`, else with an issuer the MCP resource URL
+    (`KPI_PUBLIC_URL` + `/mcp`, what MCP clients ask for as the RFC 8707 `resource`), else none (not checked)."""
+    if settings.KPI_JWT_AUDIENCE:
+        return settings.KPI_JWT_AUDIENCE
+    if settings.KPI_JWT_ISSUER:
+        return (settings.KPI_PUBLIC_URL + MCP_RESOURCE_PATH,)
+    return ()
+
+
+def discovery_urls(issuer: str) -> tuple[str, ...]:
+    """Where an issuer's metadata is looked for, in order: OpenID Connect Discovery 1.0 §4
+    (`{issuer}/.well-known/openid-configuration`), then RFC 8414 §3.1 (the well-known segment before the path)."""
+    base = issuer.rstrip("/")
+    parts = urlsplit(base)
+    return (
+        base + "/.well-known/openid-configuration",
+        f"{parts.scheme}://{parts.netloc}/.well-known/oauth-authorization-server{parts.path}",
+    )
 
 
 class TokenVerifier:
@@ -78,11 +106,18 @@ class TokenVerifier:
             raise ValueError(f"KPI_JWT_SECRET must be at least {MIN_SECRET_LENGTH} bytes long for HS256.")
         jwks_url = (settings.KPI_JWKS_URL or "").strip()
         if jwks_url:
-            _check_jwks_url(jwks_url)
+            _check_url(jwks_url, "KPI_JWKS_URL")
+        issuer = (settings.KPI_JWT_ISSUER or "").strip()
+        if issuer:
+            _check_url(issuer, "KPI_JWT_ISSUER")
         self._secret: str | None = secret or None
         self._jwks_url: str | None = jwks_url or None
-        self._issuer = settings.KPI_JWT_ISSUER or None
-        self._audience: list[str] | None = list(settings.KPI_JWT_AUDIENCE) or None
+        self._issuer = issuer or None
+        self._audience: list[str] | None = list(token_audiences(settings)) or None
+        self._scope_claims = tuple(settings.KPI_JWT_SCOPE_CLAIMS)
+        self._role_claims = tuple(settings.KPI_JWT_ROLE_CLAIMS)
+        self._discovered_jwks_url: str | None = None
+        self._discovered_at: float | None = None
         self._leeway = settings.KPI_JWT_LEEWAY
         self._timeout = httpx2.Timeout(settings.KPI_UPSTREAM_TIMEOUT, connect=settings.KPI_UPSTREAM_CONNECT_TIMEOUT)
         self._client = http_client
@@ -100,8 +135,18 @@ class TokenVerifier:
 
     @property
     def configured(self) -> bool:
-        """Whether any verification method (HS256 secret or JWKS URL) is configured."""
-        return self._secret is not None or self._jwks_url is not None
+        """Whether any verification method (HS256 secret, JWKS URL or OpenID Connect issuer) is configured."""
+        return self._secret is not None or self._jwks_url is not None or self._issuer is not None
+
+    @property
+    def issuer(self) -> str | None:
+        """The OpenID Connect issuer tokens must come from, if configured."""
+        return self._issuer
+
+    @property
+    def uses_jwks(self) -> bool:
+        """Whether RS256/ES256 tokens are verified (keys from `KPI_JWKS_URL` or the issuer's discovery)."""
+        return self._jwks_url is not None or self._issuer is not None
 
     async def verify(self, token: str) -> Principal:
         """Verify a bearer JWT and return its principal; raise `AuthenticationError` with a short reason otherwise.
@@ -138,14 +183,25 @@ class TokenVerifier:
                 raise _reject("no verification key configured")
             key = self._secret
         elif alg in JWKS_ALGORITHMS:
-            if self._jwks_url is None:
+            if not self.uses_jwks:
                 raise _reject("no verification key configured")
             key = await self._jwks_key(alg, kid)
         else:
             raise _reject("unsupported algorithm")
         claims = self._decode(token, key, alg)
         _check_numeric_dates(claims)
-        return _principal(claims)
+        self._check_times(claims)
+        return _principal(claims, scope_claims=self._scope_claims, role_claims=self._role_claims)
+
+    def _check_times(self, claims: Mapping[str, object]) -> None:
+        """`exp`, `nbf` and `iat` against the injected clock (PyJWT would read the wall clock), with the leeway."""
+        now = self._clock()
+        exp, nbf, iat = (claims.get(name) for name in TIME_CLAIMS)
+        if isinstance(exp, int | float) and now >= exp + self._leeway:
+            raise _reject("token expired")
+        for value in (nbf, iat):
+            if isinstance(value, int | float) and value > now + self._leeway:
+                raise _reject("token not yet valid")
 
     async def aclose(self) -> None:
         """Close the HTTP client this verifier created itself (an injected client is left open)."""
@@ -165,6 +221,9 @@ class TokenVerifier:
     def _decode(self, token: str, key: str | jwt.PyJWK, alg: str) -> dict[str, object]:
         options: Options = {
             "require": ["sub", "exp"],
+            "verify_exp": False,  # checked by `_check_times` against the injected clock
+            "verify_nbf": False,
+            "verify_iat": False,
             "verify_aud": self._audience is not None,
             "enforce_minimum_key_length": True,
         }
@@ -229,14 +288,56 @@ class TokenVerifier:
         ]
         return candidates[0] if len(candidates) == 1 else None
 
-    async def _refresh(self) -> None:
-        """Fetch the JWKS and replace the key cache; on any failure keep the previous keys."""
-        assert self._jwks_url is not None
+    def _http(self) -> httpx2.AsyncClient:
         if self._client is None:
             self._client = httpx2.AsyncClient(timeout=self._timeout)
             self._owns_client = True
+        return self._client
+
+    async def _jwks_location(self) -> str | None:
+        """`KPI_JWKS_URL`, else the issuer's `jwks_uri` from its discovery document (fetched again when older than
+        the JWKS max age; on failure the last one found is kept)."""
+        if self._jwks_url is not None:
+            return self._jwks_url
+        assert self._issuer is not None
+        fresh = self._discovered_at is not None and self._clock() - self._discovered_at < self._max_age
+        if not fresh:
+            for url in discovery_urls(self._issuer):
+                found = await self._discover(url, self._issuer)
+                if found is not None:
+                    self._discovered_jwks_url, self._discovered_at = found, self._clock()
+                    break
+        return self._discovered_jwks_url
+
+    async def _discover(self, url: str, issuer: str) -> str | None:
+        """The `jwks_uri` of the metadata document at `url`, when it is one for exactly `issuer`."""
         try:
-            response = await self._client.get(self._jwks_url, headers={"Accept": "application/json"})
+            response = await self._http().get(url, headers={"Accept": "application/json"})
+            if response.status_code != 200 or len(response.content) > _MAX_DISCOVERY_BYTES:
+                return None
+            document: object = response.json()
+        except (httpx2.HTTPError, ValueError):
+            return None
+        if not isinstance(document, dict):
+            return None
+        metadata = cast("dict[str, object]", document)
+        jwks_uri = metadata.get("jwks_uri")
+        if metadata.get("issuer") != issuer or not isinstance(jwks_uri, str):
+            return None  # OpenID Connect Discovery §4.3, RFC 8414 §3.3: the issuer must be identical
+        try:
+            _check_url(jwks_uri, "jwks_uri")
+        except ValueError:
+            return None
+        return jwks_uri
+
+    async def _refresh(self) -> None:
+        """Fetch the JWKS and replace the key cache; on any failure keep the previous keys."""
+        jwks_url = await self._jwks_location()
+        if jwks_url is None:
+            self._last_fetch_failed = True
+            return
+        try:
+            response = await self._http().get(jwks_url, headers={"Accept": "application/json"})
             if response.status_code != 200 or len(response.content) > _MAX_JWKS_BYTES:
                 self._last_fetch_failed = True
                 return
@@ -253,13 +354,13 @@ class TokenVerifier:
         self._last_fetch_failed = False
 
 
-def _check_jwks_url(url: str) -> None:
+def _check_url(url: str, name: str) -> None:
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return
     if parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS:
         return
-    raise ValueError("KPI_JWKS_URL must be an https:// URL (plain http is only allowed for localhost).")
+    raise ValueError(f"{name} must be an https:// URL (plain http is only allowed for localhost).")
 
 
 def _read_header(token: str) -> tuple[str, str | None]:
@@ -362,12 +463,32 @@ def _strings(value: object) -> frozenset[str]:
     return frozenset()
 
 
-def _principal(claims: Mapping[str, object]) -> Principal:
+def claim(claims: Mapping[str, object], name: str) -> object:
+    """The claim `name`: a top-level claim of exactly that name (Auth0's namespaced claims are URLs with dots), else
+    the dotted path through nested objects (`realm_access.roles`); None when absent."""
+    if name in claims:
+        return claims[name]
+    value: object = dict(claims)
+    for part in name.split("."):
+        value = _member(value, part)
+    return value
+
+
+def _member(value: object, key: str) -> object:
+    return cast("dict[str, object]", value).get(key) if isinstance(value, dict) else None
+
+
+def _principal(
+    claims: Mapping[str, object],
+    *,
+    scope_claims: Sequence[str] = ("scope", "scp", "scopes"),
+    role_claims: Sequence[str] = ("role", "roles"),
+) -> Principal:
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject.strip():
         raise _reject("missing subject")
-    scopes = _strings(claims.get("scope")) | _strings(claims.get("scp")) | _strings(claims.get("scopes"))
-    roles = _strings(claims.get("role")) | _strings(claims.get("roles"))
+    scopes = frozenset[str]().union(*(_strings(claim(claims, name)) for name in scope_claims))
+    roles = frozenset[str]().union(*(_strings(claim(claims, name)) for name in role_claims))
     jti = claims.get("jti")
     exp = claims.get("exp")
     expires_at = math.floor(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None

@@ -139,16 +139,17 @@ def _assert_challenge(header: str | None, expected: Challenge | None) -> None:
         assert header is None
         return
     assert header is not None
+    metadata = 'resource_metadata="http://127.0.0.1:8000/.well-known/oauth-protected-resource"'  # with an issuer
     if expected == "realm":
-        assert header == 'Bearer realm="loop-kpi"'
+        assert header == f'Bearer realm="loop-kpi", {metadata}'
         return
     scheme, params = parse_challenge(header)
     assert scheme == "Bearer"
     if expected == "invalid_token":
-        assert set(params) == {"error", "error_description"}
+        assert set(params) == {"error", "error_description", "resource_metadata"}
         assert params["error"] == "invalid_token"
     else:
-        assert set(params) == {"error", "scope", "error_description"}
+        assert set(params) == {"error", "scope", "error_description", "resource_metadata"}
         assert params["error"] == "insufficient_scope"
         assert params["scope"] == "kpi:read"
 

@@ -8,9 +8,12 @@ browser would, and returns the callback URL carrying the authorization code. See
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
+import secrets
 import select
 import shutil
 import subprocess
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 from html import unescape
 from pathlib import Path
 from typing import IO
-from urllib.parse import urljoin
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx2
 import pytest
@@ -164,3 +167,54 @@ async def sign_in(
         if url.startswith(redirect_uri):
             return url
     raise AssertionError("the provider's sign-in did not finish within 20 pages")
+
+
+CALLBACK = "http://127.0.0.1:9/callback"
+"""The redirect URI of the clients `obtain_token` registers (never requested: `sign_in` stops at it)."""
+
+
+def pkce_pair() -> tuple[str, str]:
+    """A PKCE code verifier and its S256 challenge."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+async def obtain_token(provider: OidcProvider, *, resource: str, scope: str, login: str) -> str:
+    """An access token as a client of `provider` gets it: dynamic registration (public client), authorization code
+    + PKCE for `resource` and `scope`, signed in as `login`, code exchanged at the token endpoint."""
+    async with httpx2.AsyncClient() as http:
+        metadata = (await http.get(provider.discovery_url)).json()
+        registered = await http.post(
+            metadata["registration_endpoint"],
+            json={"redirect_uris": [CALLBACK], "token_endpoint_auth_method": "none", "client_name": "loop-kpi tests"},
+        )
+        assert registered.status_code == 201, registered.text
+        client_id = registered.json()["client_id"]
+        verifier, challenge = pkce_pair()
+        query = {
+            "client_id": client_id,
+            "response_type": "code",
+            "redirect_uri": CALLBACK,
+            "scope": scope,
+            "state": secrets.token_urlsafe(16),
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "resource": resource,
+        }
+        url = f"{metadata['authorization_endpoint']}?{urlencode(query)}"
+        callback = await sign_in(http, url, redirect_uri=CALLBACK, login=login)
+        code = parse_qs(urlsplit(callback).query)["code"][0]
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": CALLBACK,
+            "client_id": client_id,
+            "code_verifier": verifier,
+            "resource": resource,
+        }
+        response = await http.post(metadata["token_endpoint"], data=form)
+        assert response.status_code == 200, response.text
+        token = response.json()["access_token"]
+        assert isinstance(token, str)
+        return token
