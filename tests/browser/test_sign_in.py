@@ -78,8 +78,7 @@ def sso(sandbox_server: SandboxServer) -> Iterator[SignInService]:
                 KPI_JWT_ISSUER=provider.issuer,
                 KPI_OIDC_CLIENT_ID=provider.dashboard_client_id,
                 KPI_OIDC_SCOPES=",".join(SCOPES),
-                KPI_JWKS_URL=provider.issuer + "/jwks",
-                KPI_JWT_AUDIENCE=base_url + "/mcp",
+                # The JWKS by the issuer's discovery; the audience by default KPI_PUBLIC_URL + /mcp.
             )
 
         # The service keeps real time: the provider's tokens carry real `iat`/`exp`.
