@@ -122,7 +122,7 @@ def create_app(
     kpi_router = build_router(operations)
     app.include_router(kpi_router)
     _register_problem_schema(app)
-    mount_dashboard(app)
+    mount_dashboard(app, settings)
     mount_mcp(app, mcp, settings, get_runtime)
     by_id = {operation.id: operation for operation in operations}
     routes: list[OperationRoute] = [

@@ -2,7 +2,9 @@
  * kpi-render.js (shared with the MCP App).
  *
  * The token is only ever sent as an `Authorization: Bearer` header to this origin; no inline script or style
- * (the page runs under a strict CSP).
+ * (the page runs under a strict CSP). It comes from the company's identity provider (OpenID Connect,
+ * authorization code + PKCE, when the page names /dashboard/sign-in.json), from the sandbox banner's link
+ * (`#token=`), or is pasted.
  */
 (function () {
   "use strict";
@@ -15,32 +17,164 @@
   // ------------------------------------------------------------------------------------------ sign-in
 
   /**
-   * Seam for production sign-in through the company's identity provider (OIDC authorization code + PKCE, its
-   * own issue). When configured, the sign-in screen offers a button that calls `signIn()`, which resolves to a
-   * bearer token for this service (or null when the user gave up). Until then tokens come from the URL
-   * fragment (the sandbox banner's link) or are pasted into the form.
+   * Sign-in through the company's identity provider: OpenID Connect authorization code + PKCE in this tab, with
+   * the vendored oidc-client-ts (loaded only when the page names a sign-in configuration, /dashboard/sign-in.json).
+   * The access token asked for is for this service (`resource`, RFC 8707). Tokens and the in-flight sign-in state (PKCE verifier,
+   * state, nonce) live in this tab's sessionStorage: they survive the round trip to the provider and a reload,
+   * are not shared with other tabs and are gone when the tab closes (localStorage would keep them on disk
+   * indefinitely). The code comes back in the URL fragment (response_mode=fragment), so it never reaches a
+   * server log; a refresh token, when the provider gives one, renews the access token before it expires; without
+   * one (or when renewal fails) the page shows the signed-out screen at expiry.
    */
   const identityProvider = {
     configured: false,
+    config: null,
+    manager: null,
+    onRenewed: null,
+    onExpired: null,
+
+    /** Fetch the configuration and load the library; false when sign-in through a provider is not configured. */
+    async init() {
+      const meta = document.querySelector('meta[name="loop-kpi-sign-in"]');
+      const url = meta && meta.content;
+      if (!url) return false; // not configured: the page offers the paste-a-token path only
+      const response = await fetch(url, { credentials: "omit", headers: { Accept: "application/json" } });
+      if (!response.ok) return false;
+      this.config = await response.json();
+      await loadScript(this.config.library);
+      const { UserManager, WebStorageStateStore } = window.oidc;
+      const scopes = this.config.scopes;
+      this.manager = new UserManager({
+        authority: this.config.issuer,
+        client_id: this.config.client_id,
+        redirect_uri: this.config.redirect_uri,
+        post_logout_redirect_uri: this.config.post_logout_redirect_uri,
+        response_type: "code",
+        response_mode: "fragment",
+        scope: scopes.join(" "),
+        resource: this.config.resource,
+        extraTokenParams: { resource: this.config.resource },
+        // OpenID Connect Core 11: a provider grants offline access (a refresh token) only with prompt=consent.
+        prompt: scopes.includes("offline_access") ? "consent" : undefined,
+        loadUserInfo: false,
+        automaticSilentRenew: false, // renewed below with the refresh token only: no iframe (the CSP forbids it)
+        monitorSession: false,
+        userStore: new WebStorageStateStore({ store: sessionStorage }),
+        stateStore: new WebStorageStateStore({ store: sessionStorage }),
+      });
+      this.manager.events.addAccessTokenExpiring(() => this.renew());
+      this.manager.events.addAccessTokenExpired(() => {
+        if (this.onExpired) this.onExpired();
+      });
+      this.configured = true;
+      return true;
+    },
+
+    /** Whether this URL is the provider sending the browser back: `#code=`/`#error=` with `state`. */
+    isCallback() {
+      const params = new URLSearchParams(location.hash.replace(/^#/, ""));
+      return params.has("state") && (params.has("code") || params.has("error"));
+    },
+
+    /** Whether this URL is the provider's return after sign-out (`?state=` on the redirect URI). */
+    isSignOutReturn() {
+      return new URLSearchParams(location.search).has("state");
+    },
+
+    /** Finish the sign-in the provider sent back; the access token, or an Error saying why not. */
+    async completeSignIn() {
+      const url = location.href;
+      history.replaceState(null, "", location.pathname);
+      const user = await this.manager.signinRedirectCallback(url);
+      return user.access_token;
+    },
+
+    async completeSignOut() {
+      const url = location.href;
+      history.replaceState(null, "", location.pathname);
+      try {
+        await this.manager.signoutRedirectCallback(url);
+      } catch (_) {
+        /* an unknown or stale state: signed out all the same */
+      }
+    },
+
+    /** The access token of a session kept in this tab, if it is still valid. */
+    async currentToken() {
+      const user = await this.manager.getUser();
+      return user && !user.expired && user.access_token ? user.access_token : null;
+    },
+
+    /** Go to the provider's sign-in page (the page unloads; `completeSignIn` runs when it comes back). */
     async signIn() {
+      await this.manager.signinRedirect();
       return null;
+    },
+
+    async renew() {
+      const user = await this.manager.getUser();
+      if (!user || !user.refresh_token) return; // nothing to renew with: the signed-out screen comes at expiry
+      try {
+        const renewed = await this.manager.signinSilent({ resource: this.config.resource });
+        if (renewed && this.onRenewed) this.onRenewed(renewed.access_token);
+      } catch (_) {
+        /* refused (revoked, session ended): the access token runs out and the signed-out screen follows */
+      }
+    },
+
+    /** Forget the session here, revoke its refresh token, and end it at the provider when the provider can. */
+    async signOut() {
+      const user = await this.manager.getUser();
+      if (!user) return;
+      const metadata = await this.manager.metadataService.getMetadata().catch(() => ({}));
+      if (user.refresh_token && metadata.revocation_endpoint) {
+        await this.manager.revokeTokens(["refresh_token"]).catch(() => null);
+      }
+      if (metadata.end_session_endpoint) {
+        await this.manager.signoutRedirect({ id_token_hint: user.id_token }); // removes the user, then leaves
+      } else {
+        await this.manager.removeUser();
+      }
+    },
+
+    async forget() {
+      if (this.manager) await this.manager.removeUser();
     },
   };
 
+  function loadScript(src) {
+    return new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = src;
+      script.onload = resolve;
+      script.onerror = () => reject(new Error("could not load " + src));
+      document.head.appendChild(script);
+    });
+  }
+
+  /** The bearer token in use; `source` is "pasted" (kept under TOKEN_KEY) or "provider" (kept by the library). */
   const session = {
     token: null,
+    source: null,
     generation: 0,
-    set(token) {
+    set(token, source) {
       this.token = token;
+      this.source = source;
       this.generation += 1;
       try {
-        sessionStorage.setItem(TOKEN_KEY, token);
+        if (source === "pasted") sessionStorage.setItem(TOKEN_KEY, token);
+        else sessionStorage.removeItem(TOKEN_KEY);
       } catch (_) {
         /* storage disabled: the token lives in memory for this page only */
       }
     },
+    /** A renewed token of the same session: requests in flight stay valid. */
+    renew(token) {
+      this.token = token;
+    },
     clear() {
       this.token = null;
+      this.source = null;
       this.generation += 1;
       try {
         sessionStorage.removeItem(TOKEN_KEY);
@@ -113,6 +247,7 @@
   const REASONS = {
     "signed-out": "You are signed out.",
     expired: "Your sign-in has expired or the token was not accepted. Sign in again.",
+    failed: "Signing in with your company account did not work. Try again.",
   };
 
   function showSignIn(reason, detail) {
@@ -135,8 +270,7 @@
 
   function handleAuthError(error) {
     if (error.status === 401) {
-      session.clear();
-      showSignIn("expired", error.problem && error.problem.detail);
+      expire(error.problem && error.problem.detail);
     } else {
       showForbidden(error.problem && error.problem.detail);
     }
@@ -201,20 +335,74 @@
     if ($("journey-user").value.trim()) loadJourney();
   }
 
-  function signIn(token) {
-    session.set(token);
+  function signIn(token, source) {
+    session.set(token, source || "pasted");
     loadDashboard();
   }
 
-  function signOut() {
-    session.clear();
+  function clearPanels() {
     for (const panel of Object.values(panels)) panel.clear();
+  }
+
+  /** The session ended (token expired, refused, or not renewed): the sign-in screen says so. */
+  function expire(detail) {
+    const fromProvider = session.source === "provider";
+    session.clear();
+    clearPanels();
+    if (fromProvider) identityProvider.forget();
+    showSignIn("expired", detail);
+  }
+
+  async function signOut() {
+    const fromProvider = session.source === "provider";
+    session.clear();
+    clearPanels();
     showSignIn("signed-out");
     $("signin-token").focus();
+    if (fromProvider) await identityProvider.signOut(); // may leave for the provider's sign-out page
   }
 
   function rerenderCharts() {
     for (const panel of Object.values(panels)) if (panel.result) panel.show();
+  }
+
+  /** How the page starts: a banner link, the provider coming back, a session kept in this tab, or signed out. */
+  async function resume() {
+    const fragmentToken = takeFragmentToken();
+    if (fragmentToken) {
+      signIn(fragmentToken);
+      identityProvider.init().catch(() => null);
+      return;
+    }
+    let configured = false;
+    try {
+      configured = await identityProvider.init();
+    } catch (_) {
+      configured = false; // the library did not load: the paste-a-token path still works
+    }
+    if (configured) {
+      if (identityProvider.isCallback()) {
+        try {
+          signIn(await identityProvider.completeSignIn(), "provider");
+        } catch (error) {
+          showSignIn("failed", error && error.message);
+        }
+        return;
+      }
+      if (identityProvider.isSignOutReturn()) {
+        await identityProvider.completeSignOut();
+        showSignIn("signed-out");
+        return;
+      }
+      const token = await identityProvider.currentToken();
+      if (token) {
+        signIn(token, "provider");
+        return;
+      }
+    }
+    const token = session.restore();
+    if (token) signIn(token);
+    else showSignIn("signed-out");
   }
 
   function start() {
@@ -224,9 +412,18 @@
       if (token) signIn(token);
     });
     $("signin-idp-button").addEventListener("click", async () => {
-      const token = await identityProvider.signIn();
-      if (token) signIn(token);
+      try {
+        await identityProvider.signIn();
+      } catch (error) {
+        showSignIn("failed", error && error.message);
+      }
     });
+    identityProvider.onRenewed = (token) => {
+      if (session.source === "provider") session.renew(token);
+    };
+    identityProvider.onExpired = () => {
+      if (session.source === "provider") expire();
+    };
     $("sign-out").addEventListener("click", signOut);
     $("forbidden-switch").addEventListener("click", signOut);
     $("refunds-form").addEventListener("submit", (event) => {
@@ -242,10 +439,7 @@
       const token = takeFragmentToken();
       if (token) signIn(token);
     });
-
-    const token = takeFragmentToken() || session.restore();
-    if (token) signIn(token);
-    else showSignIn("signed-out");
+    resume();
   }
 
   start();

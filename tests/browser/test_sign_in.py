@@ -1,0 +1,330 @@
+"""The dashboard signs in through a real OpenID Connect provider, in a real browser.
+
+panva's `oidc-provider` runs on loopback (tests/oidc/) with the dashboard's public client registered; the service
+is configured with its issuer and client id. The browser goes to the provider's own login and consent pages and
+comes back with an authorization code (PKCE), which the page exchanges for an access token for this service (the
+`resource`); the panels load with it. Expiry is reached with the browser's clock (Playwright's clock, fast-forwarded:
+no sleeping), renewal uses the provider's refresh token, and sign-out ends the session at the provider.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Generator, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx2
+import jwt
+import pytest
+
+from shared.sandbox import SandboxServer
+from shared.settings import Settings
+from tests.api.conftest import build_settings
+from tests.oidc.support import OidcProvider, require_node, running_provider
+
+from .support import LiveService, live_service, require_browser
+from .test_dashboard import axe_violations
+
+require_browser()
+require_node()
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, ConsoleMessage, Page, Request
+
+READY_TIMEOUT_MS = 20_000
+ACCESS_TOKEN_TTL = 600  # seconds; the page renews 60 s before expiry (oidc-client-ts's default)
+SCOPES = ("openid", "kpi:read", "offline_access")
+USER_KEY_PREFIX = "oidc.user:"
+
+
+@dataclass(frozen=True)
+class SignInService:
+    """The service on loopback, configured with the provider's issuer and the dashboard's client id."""
+
+    service: LiveService
+    provider: OidcProvider
+
+    @property
+    def dashboard(self) -> str:
+        return self.service.base_url + "/dashboard"
+
+    @property
+    def resource(self) -> str:
+        return self.service.base_url + "/mcp"
+
+
+@pytest.fixture(scope="module")
+def sso(sandbox_server: SandboxServer) -> Iterator[SignInService]:
+    with ExitStack() as stack:
+        providers: list[OidcProvider] = []
+
+        def settings(base_url: str) -> Settings:
+            provider = stack.enter_context(
+                running_provider(
+                    dashboard_redirect_uris=[base_url + "/dashboard/"],
+                    access_token_ttl=ACCESS_TOKEN_TTL,
+                    refresh_tokens=True,
+                )
+            )
+            providers.append(provider)
+            return build_settings(
+                sandbox_server.base_url,
+                KPI_SANDBOX=True,
+                KPI_SANDBOX_URL=sandbox_server.base_url,
+                KPI_PUBLIC_URL=base_url,
+                KPI_JWT_ISSUER=provider.issuer,
+                KPI_OIDC_CLIENT_ID=provider.dashboard_client_id,
+                KPI_OIDC_SCOPES=",".join(SCOPES),
+                # The JWKS by the issuer's discovery; the audience by default KPI_PUBLIC_URL + /mcp.
+            )
+
+        # The service keeps real time: the provider's tokens carry real `iat`/`exp`.
+        service = stack.enter_context(live_service(settings))
+        yield SignInService(service, providers[0])
+
+
+@dataclass
+class Visit:
+    page: Page
+    origin: str
+    console_errors: list[str] = field(default_factory=list[str])
+    requests: list[Request] = field(default_factory=list["Request"])
+
+    def on_console(self, message: ConsoleMessage) -> None:
+        # The dashboard's errors only (the provider's development pages ask for web fonts, which are blocked here).
+        if message.type == "error" and self.page.url.startswith(self.origin + "/"):
+            self.console_errors.append(message.text)
+
+    def on_page_error(self, error: str) -> None:
+        if self.page.url.startswith(self.origin + "/"):
+            self.console_errors.append(error)
+
+    def api_calls(self) -> list[Request]:
+        return [r for r in self.requests if "/api/kpi/" in r.url]
+
+    def wait_all_ready(self) -> None:
+        for panel in ("overview", "mau", "funnel", "refunds"):
+            self.page.wait_for_selector(f"#panel-{panel}[data-state=ready]", timeout=READY_TIMEOUT_MS)
+
+    def wait_signed_out(self, reason: str) -> None:
+        self.page.wait_for_selector(f"#signin-reason[data-reason={reason}]", timeout=READY_TIMEOUT_MS)
+        self.page.wait_for_selector("#screen-signin:not([hidden])", timeout=READY_TIMEOUT_MS)
+
+    def stored_user(self) -> dict[str, Any] | None:
+        """The session oidc-client-ts keeps in this tab's sessionStorage (None when signed out)."""
+        return self.page.evaluate(
+            f"""() => {{
+              const key = Object.keys(sessionStorage).find(k => k.startsWith({USER_KEY_PREFIX!r}));
+              return key ? JSON.parse(sessionStorage.getItem(key)) : null;
+            }}"""
+        )
+
+
+@contextmanager
+def visit(browser: Browser, sso: SignInService, *, fake_clock: bool = False) -> Generator[Visit]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US", timezone_id="UTC")
+    page = context.new_page()
+    if fake_clock:
+        page.clock.install()  # starts at the real time; moves only when the test fast-forwards it
+    seen = Visit(page, sso.service.base_url)
+    page.on("console", seen.on_console)
+    page.on("pageerror", lambda error: seen.on_page_error(str(error)))
+    page.on("request", lambda request: seen.requests.append(request))
+    # Only the service and the provider answer: nothing else may be reached.
+    allowed = re.escape(sso.service.base_url) + "/|" + re.escape(sso.provider.issuer) + "/|data:"
+    page.route(re.compile(r"^(?!" + allowed + r").*"), lambda route: route.abort())
+    try:
+        yield seen
+    finally:
+        context.close()
+
+
+def sign_in_with_the_provider(seen: Visit, sso: SignInService, login: str = "ann") -> None:
+    """From the dashboard's sign-in screen through the provider's login and consent pages, back to the panels."""
+    page = seen.page
+    page.goto(sso.dashboard)
+    page.wait_for_selector("#signin-idp-button:visible", timeout=READY_TIMEOUT_MS)
+    page.click("#signin-idp-button")
+    page.wait_for_url(sso.provider.issuer + "/**", timeout=READY_TIMEOUT_MS)
+    page.fill("input[name=login]", login)
+    page.fill("input[name=password]", "any password")
+    page.click("button[type=submit]")
+    page.wait_for_selector("button[type=submit]:has-text('Continue')", timeout=READY_TIMEOUT_MS)
+    page.click("button[type=submit]:has-text('Continue')")
+    page.wait_for_url(sso.dashboard + "/", timeout=READY_TIMEOUT_MS)
+    seen.wait_all_ready()
+
+
+def claims(token: str) -> dict[str, Any]:
+    return jwt.decode(token, options={"verify_signature": False})
+
+
+def test_the_dashboard_signs_in_at_the_provider_and_loads_the_figures_with_the_providers_token(
+    browser: Browser, sso: SignInService
+) -> None:
+    with visit(browser, sso) as seen:
+        sign_in_with_the_provider(seen, sso)
+        page = seen.page
+        user = seen.stored_user()
+        assert user is not None
+        access_token = user["access_token"]
+        token_claims = claims(access_token)
+        assert token_claims["iss"] == sso.provider.issuer
+        assert token_claims["aud"] == sso.resource  # RFC 8707: a token for this service, not for the provider
+        assert "kpi:read" in token_claims["scope"].split()
+        assert user["refresh_token"]
+        # Every panel called the API with the provider's token, and only as a bearer header.
+        calls = seen.api_calls()
+        assert len(calls) == 4
+        assert all(call.headers["authorization"] == f"Bearer {access_token}" for call in calls)
+        # The code came back in the fragment (never sent to a server) and left the address bar.
+        callback = next(r for r in seen.requests if r.url.startswith(sso.dashboard + "/") and r.is_navigation_request())
+        assert "code=" not in callback.url
+        assert urlsplit(page.url).query == "" and urlsplit(page.url).fragment == ""
+        # The token was asked for with PKCE and for this service's resource.
+        authorize = next(r for r in seen.requests if r.url.startswith(sso.provider.issuer + "/auth?"))
+        query = urlsplit(authorize.url).query
+        assert "code_challenge_method=S256" in query and "response_mode=fragment" in query
+        assert parse_qs(query)["resource"] == [sso.resource]
+        token_request = next(r for r in seen.requests if r.url == sso.provider.issuer + "/token")
+        assert "code_verifier=" in (token_request.post_data or "")
+        assert parse_qs(token_request.post_data or "")["resource"] == [sso.resource]
+        # Tokens stay in this tab (sessionStorage), never in localStorage; the pasted-token key is unused.
+        assert page.evaluate("localStorage.length") == 0
+        assert page.evaluate("sessionStorage.getItem('loop-kpi.token')") is None
+        assert page.is_visible("#sign-out")
+        assert seen.console_errors == []
+        # A reload keeps the session: the panels load again without the provider.
+        before = len(seen.requests)
+        page.reload()
+        seen.wait_all_ready()
+        assert not any(r.url.startswith(sso.provider.issuer) for r in seen.requests[before:])
+
+
+def test_sign_out_ends_the_session_at_the_provider_and_returns_to_the_signed_out_screen(
+    browser: Browser, sso: SignInService
+) -> None:
+    with visit(browser, sso) as seen:
+        sign_in_with_the_provider(seen, sso)
+        page = seen.page
+        page.click("#sign-out")
+        # RP-initiated logout: the provider's own confirmation page.
+        page.wait_for_url(sso.provider.issuer + "/session/end**", timeout=READY_TIMEOUT_MS)
+        page.click("button[name=logout][value=yes]")
+        page.wait_for_url(sso.dashboard + "/", timeout=READY_TIMEOUT_MS)
+        seen.wait_signed_out("signed-out")
+        assert seen.stored_user() is None
+        assert page.is_hidden("#sign-out")
+        assert urlsplit(page.url).query == ""
+        # The refresh token was revoked on the way out, and the provider's session is over: signing in again asks
+        # for the login.
+        assert any(r.url == sso.provider.issuer + "/token/revocation" for r in seen.requests)
+        page.click("#signin-idp-button")
+        page.wait_for_selector("input[name=login]", timeout=READY_TIMEOUT_MS)
+        assert seen.console_errors == []
+
+
+def test_before_the_access_token_expires_the_page_renews_it_with_the_refresh_token(
+    browser: Browser, sso: SignInService
+) -> None:
+    with visit(browser, sso, fake_clock=True) as seen:
+        sign_in_with_the_provider(seen, sso)
+        page = seen.page
+        first = seen.stored_user()
+        assert first is not None
+        # Past the renewal point (60 s before expiry), not past expiry.
+        page.clock.fast_forward((ACCESS_TOKEN_TTL - 50) * 1000)
+        page.wait_for_function(
+            f"""() => {{
+              const key = Object.keys(sessionStorage).find(k => k.startsWith({USER_KEY_PREFIX!r}));
+              return key && JSON.parse(sessionStorage.getItem(key)).access_token !== {first["access_token"]!r};
+            }}""",
+            timeout=READY_TIMEOUT_MS,
+        )
+        renewed = seen.stored_user()
+        assert renewed is not None
+        assert claims(renewed["access_token"])["aud"] == sso.resource
+        refresh = [r for r in seen.requests if r.url == sso.provider.issuer + "/token"][-1]
+        assert "grant_type=refresh_token" in (refresh.post_data or "")
+        # Past the first token's expiry the page is still signed in, and calls the API with the new token.
+        page.clock.fast_forward(100 * 1000)
+        page.fill("#journey-user", "user_00042")
+        page.press("#journey-user", "Enter")
+        page.wait_for_selector("#panel-journey[data-state=ready]", timeout=READY_TIMEOUT_MS)
+        journey = [r for r in seen.api_calls() if "/api/kpi/user/" in r.url][-1]
+        assert journey.headers["authorization"] == f"Bearer {renewed['access_token']}"
+        assert page.is_visible("#screen-dashboard")
+        assert seen.console_errors == []
+
+
+def test_a_revoked_session_shows_the_signed_out_screen_when_the_access_token_expires(
+    browser: Browser, sso: SignInService
+) -> None:
+    with visit(browser, sso, fake_clock=True) as seen:
+        sign_in_with_the_provider(seen, sso)
+        user = seen.stored_user()
+        assert user is not None
+        # The company revokes the session's refresh token at the provider.
+        response = httpx2.post(
+            sso.provider.issuer + "/token/revocation",
+            data={"token": user["refresh_token"], "client_id": sso.provider.dashboard_client_id},
+        )
+        assert response.status_code == 200
+        seen.page.clock.fast_forward((ACCESS_TOKEN_TTL + 5) * 1000)
+        seen.wait_signed_out("expired")
+        assert seen.page.is_hidden("#screen-dashboard")
+        assert seen.stored_user() is None
+        assert seen.page.is_visible("#signin-idp-button")
+
+
+def test_the_sign_in_screen_offers_the_company_account_first_and_still_the_paste_a_token_form(
+    browser: Browser, sso: SignInService
+) -> None:
+    with visit(browser, sso) as seen:
+        page = seen.page
+        page.goto(sso.dashboard)
+        page.wait_for_selector("#signin-idp-button:visible", timeout=READY_TIMEOUT_MS)
+        assert page.is_visible("#signin-form")
+        page.keyboard.press("Tab")  # skip link
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "signin-idp-button"
+        assert axe_violations(page) == []
+        assert not seen.api_calls()
+        assert seen.console_errors == []
+
+
+def test_a_sign_in_the_provider_did_not_complete_gets_the_sign_in_screen_with_the_reason(
+    browser: Browser, sso: SignInService
+) -> None:
+    with visit(browser, sso) as seen:
+        # What the provider sends back when the user refuses consent, here for a sign-in this tab never started.
+        seen.page.goto(sso.dashboard + "/#error=access_denied&error_description=End-User+aborted&state=unknown")
+        seen.wait_signed_out("failed")
+        assert seen.stored_user() is None
+        assert urlsplit(seen.page.url).fragment == ""
+        assert not seen.api_calls()
+
+
+def test_a_provider_token_the_service_refuses_ends_the_session_with_the_signed_out_screen(
+    browser: Browser, sso: SignInService
+) -> None:
+    with visit(browser, sso) as seen:
+        sign_in_with_the_provider(seen, sso)
+        page = seen.page
+        # As if the provider had rotated its keys: the kept token no longer verifies (its signature is altered).
+        page.evaluate(
+            f"""() => {{
+              const key = Object.keys(sessionStorage).find(k => k.startsWith({USER_KEY_PREFIX!r}));
+              const user = JSON.parse(sessionStorage.getItem(key));
+              user.access_token = user.access_token.slice(0, -4) + "AAAA";
+              sessionStorage.setItem(key, JSON.stringify(user));
+            }}"""
+        )
+        page.reload()
+        seen.wait_signed_out("expired")
+        assert page.inner_text("#signin-reason").endswith("Sign in again. (invalid signature)")
+        assert seen.stored_user() is None
+        assert page.evaluate("sessionStorage.getItem('loop-kpi.token')") is None
