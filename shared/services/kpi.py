@@ -36,6 +36,7 @@ from shared.services.fanout import both, bounded_map, gather2, raise_if_all_fail
 from shared.services.figures import Fetched, Notes, fetch
 from shared.services.inputs import DateRange, Inputs, month_end, months_between
 from shared.services.journey import CUSTOMER_CONCURRENCY
+from shared.services.rates import pct
 from shared.services.series import monthly_values, ms_to_s
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ class KpiService:
                     end=min(month_end(month_start), today),
                     active_users=users,
                     change=change,
-                    change_pct=charts.pct(change, previous),
+                    change_pct=pct(change, previous),
                     partial=month_end(month_start) >= today,
                 )
             )
@@ -201,19 +202,20 @@ class KpiService:
                 notes.missing(
                     f"steps[{index}].{name}", "amplitude", "amplitude's funnel answer has no transition times."
                 )
+        counts = element.cumulative_raw  # conversions from the counts (Amplitude's own fractions are rounded)
         stages = [
             m.FunnelStep(
                 event_type=event_type,
-                users=round(element.cumulative_raw[index]),
-                step_conversion=element.step_by_step[index],
-                cumulative_conversion=element.cumulative[index],
+                users=round(counts[index]),
+                step_conversion_pct=pct(counts[index], counts[max(index - 1, 0)]) or 0.0,
+                cumulative_conversion_pct=pct(counts[index], counts[0]) or 0.0,
                 median_time_to_convert_seconds=ms_to_s(element.median_trans_times, index),
                 average_time_to_convert_seconds=ms_to_s(element.avg_trans_times, index),
             )
             for index, event_type in enumerate(steps)
         ]
         notes.cite(
-            ["steps[]", "overall_conversion"],
+            ["steps[]", "overall_conversion_pct"],
             "amplitude",
             funnel,
             period=(span.start, span.end),
@@ -232,7 +234,7 @@ class KpiService:
             conversion_window_days=query.conversion_window_days,
             mode=query.mode,
             steps=stages,
-            overall_conversion=element.cumulative[-1],
+            overall_conversion_pct=pct(counts[-1], counts[0]) or 0.0,
             trial_conversion=None if trial is None or isinstance(trial, KpiError) else trial[0],
         )
 

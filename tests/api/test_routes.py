@@ -131,7 +131,7 @@ def test_conversion_takes_repeated_steps_in_order(client: TestClient, dataset: D
     assert result.steps[0].users == _users_with(dataset, "App Open", date(2026, 9, 1), date(2026, 9, 30))
     users = [step.users for step in result.steps]
     assert users == sorted(users, reverse=True)
-    assert result.overall_conversion == pytest.approx(users[-1] / users[0])
+    assert result.overall_conversion_pct == round(users[-1] / users[0] * 100, 2)
     assert result.steps[0].median_time_to_convert_seconds is None
 
 
