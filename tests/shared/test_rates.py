@@ -74,7 +74,9 @@ def test_the_schema_walk_finds_the_rates_of_every_operation_that_has_some() -> N
     } <= paths
 
 
-@pytest.mark.parametrize(("path", "name", "prop"), _rate_like_numbers(), ids=lambda v: v if isinstance(v, str) and ":" in v else "")
+@pytest.mark.parametrize(
+    ("path", "name", "prop"), _rate_like_numbers(), ids=lambda v: v if isinstance(v, str) and ":" in v else ""
+)
 def test_every_rate_in_every_result_is_a_percentage_named_and_described_so(path: str, name: str, prop: Json) -> None:
     assert name.endswith("_pct"), f"{path}: a rate's name ends in `_pct`"
     assert _types(prop) <= {"number", "null"} and "number" in _types(prop), f"{path}: a rate is a number"
