@@ -275,7 +275,7 @@ class KpiService:
         failed: list[str] = []
         for index, step in enumerate(steps):
             outcome = totals.get(step)
-            if outcome is None:
+            if outcome is None or round(counts[index]) != 0:
                 continue
             checked.append(f"steps[{index}].users")
             if isinstance(outcome, KpiError):

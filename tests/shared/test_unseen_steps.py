@@ -94,6 +94,17 @@ async def test_a_step_no_user_reached_whose_event_was_tracked_gets_no_warning(
     assert len(_segmentation_requests(result)) == 1
 
 
+async def test_a_repeated_event_type_is_checked_once_and_only_where_nobody_reached_it(
+    runtime: Runtime, sandbox: SandboxState
+) -> None:
+    result = await runtime.kpi.answer(CONVERSION, _query("Sign Up", "Subscribe", "Sign Up"))
+
+    assert result.steps[0].users > 0 and result.steps[2].users == 0
+    assert sandbox.counts["amplitude.segmentation"] == 1
+    check = next(p for p in result.provenance if _segmentation_requests_of(p))
+    assert check.figures == ["steps[2].users"] and result.warnings == []
+
+
 async def test_a_funnel_every_step_of_which_someone_reached_asks_nothing_more(
     runtime: Runtime, sandbox: SandboxState
 ) -> None:
