@@ -35,8 +35,8 @@ logger = logging.getLogger("loop_kpi.mcp")
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 INSTRUCTIONS = (
     "Read-only KPIs of the company from Amplitude (product usage) and RevenueCat (subscriptions and revenue). "
-    "Dates are YYYY-MM-DD in UTC and never in the future. Money is USD. Rates ending in _pct are percentages; "
-    "conversion fractions are 0-1. Results say `partial` when a source failed, and `data_source` is `sandbox` "
+    "Dates are YYYY-MM-DD in UTC and never in the future. Money is USD. Every rate, share and conversion ends in "
+    "_pct and is in percent (0-100, two decimals). Results say `partial` when a source failed, and `data_source` is `sandbox` "
     "for synthetic demo data; `generated_at` is when the service computed the result (UTC) and `sources` says "
     "whether each upstream contributed (with its error, as REST problem details, when it did not)."
 )

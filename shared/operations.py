@@ -128,9 +128,10 @@ CONVERSION = Operation(
     title="Funnel conversion",
     description=(
         "Funnel conversion between Amplitude events (on REST, repeat `steps` once per step, in order): users per "
-        "step, step-by-step and cumulative conversion (fractions 0-1), median and average time between steps in "
+        "step, step-by-step and cumulative conversion (percent), median and average time between steps in "
         "seconds, and overall conversion (first to last step). Adds RevenueCat's trial-to-paid conversion (percent) "
-        "for the same range when RevenueCat is configured; its recent periods may still convert and are excluded."
+        "for the same range when RevenueCat is configured; its recent periods may still convert and are excluded. "
+        "Event types are case-sensitive: a step whose event was never tracked in the range gets a warning."
     ),
     method="GET",
     path="/conversion",

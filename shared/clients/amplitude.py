@@ -1,4 +1,5 @@
-"""Amplitude Dashboard REST API client (docs/upstream-apis.md): active/new users, funnels, user search and activity.
+"""Amplitude Dashboard REST API client (docs/upstream-apis.md): active/new users, event totals, funnels, user search and
+activity.
 
 Basic auth (api key : secret key) is set on the injected `httpx2.AsyncClient`; dates go out as `YYYYMMDD`.
 """
@@ -19,6 +20,7 @@ from shared.models.amplitude import (
     ActivityEvent,
     FunnelElement,
     FunnelResponse,
+    SegmentationResponse,
     UserActivityResponse,
     UserMatch,
     UsersData,
@@ -28,6 +30,7 @@ from shared.models.amplitude import (
 
 Interval = Literal[1, 7, 30]
 ACTIVITY_PAGE_LIMIT = 1000  # the endpoint's documented maximum
+DAILY_MAX_DAYS = 365  # "daily supports up to 365 days of data" (docs/upstream-apis.md#amplitude-request-conventions)
 
 
 def amplitude_date(day: date) -> str:
@@ -54,6 +57,24 @@ class AmplitudeClient:
         if data.series and any(len(s) != len(data.x_values) for s in data.series):
             raise self._http_error("users series and xValues differ in length")
         return data
+
+    async def event_totals(self, event_type: str, start: date, end: date) -> int:
+        """`GET /api/2/events/segmentation` with `m=totals`: how many times `event_type` was tracked from `start`
+        to `end` (inclusive), summed over the ungrouped series' buckets (docs/upstream-apis.md#amplitude-event-segmentation)."""
+        days = (end - start).days + 1
+        params = {
+            "e": json.dumps({"event_type": event_type}),
+            "m": "totals",
+            "start": amplitude_date(start),
+            "end": amplitude_date(end),
+            "i": 1 if days <= DAILY_MAX_DAYS else 7,
+        }
+        cost = days  # days x 1 event (segmentation: number of events), docs/upstream-apis.md#amplitude-limits
+        response = await self._http.get("/api/2/events/segmentation", params=params, gate=self._dashboard, cost=cost)
+        data = self._http.parse(response, SegmentationResponse).data
+        if not data.series:
+            raise self._http_error("event segmentation answer has no series")
+        return round(sum(data.series[0]))
 
     async def funnel(
         self,

@@ -27,6 +27,19 @@ class UsersResponse(_Wire):
     data: UsersData
 
 
+class SegmentationData(_Wire):
+    """`data` of `GET /api/2/events/segmentation`: one series per group (one without a group-by), one value per
+    `xValues` date; `seriesCollapsed` (the whole range per group) is not relied on."""
+
+    series: list[list[float]]
+    series_labels: list[Any] = Field(default_factory=list[Any], alias="seriesLabels")
+    x_values: list[str] = Field(default_factory=list[str], alias="xValues")
+
+
+class SegmentationResponse(_Wire):
+    data: SegmentationData
+
+
 class FunnelElement(_Wire):
     """One element (segment or group) of `GET /api/2/funnels` `data`."""
 

@@ -1,5 +1,8 @@
 """What each figure means, written once: the result models' field descriptions (so OpenAPI and the MCP output
-schemas carry them) and the `provenance[].definition` of every result read these constants."""
+schemas carry them) and the `provenance[].definition` of every result read these constants.
+
+Every rate, share and percentage is in percent with two decimals, its name ends in `_pct` and its description says
+"in percent" (`shared/services/rates.py` computes and rounds them all)."""
 
 from __future__ import annotations
 
@@ -30,7 +33,27 @@ ACTIVE_USERS_28D = (
 )
 FUNNEL = (
     "Amplitude funnel: users who did the first step in the date range, and of them those who went on to do each "
-    "next step (in the funnel mode's order) within the conversion window."
+    "next step (in the funnel mode's order) within the conversion window. Conversions are in percent, from the "
+    "user counts."
+)
+STEP_CONVERSION = (
+    "Users who reached this step as a share of the previous step's users, in percent (100 for the first step, "
+    "0 after a step no user reached)."
+)
+CUMULATIVE_CONVERSION = (
+    "Users who reached this step as a share of the first step's users, in percent (0 when no user did the first step)."
+)
+OVERALL_CONVERSION = (
+    "Users who reached the last step as a share of the first step's users, in percent (0 when no user did the "
+    "first step)."
+)
+TRIAL_CONVERSION_RATE = "Conversions / trials over the complete periods, in percent."
+MAU_CHANGE_PCT = "Change from the previous month, in percent of the previous month's active users; null when undefined."
+AVERAGE_PERIOD_REFUND_RATE = "Mean of the complete periods' refund rates, in percent (each from its counts)."
+SUMMARY_REFUND_RATE = "Over complete periods: refunded / transactions, in percent."
+EVENT_TOTALS = (
+    "Amplitude event segmentation totals (`m=totals`): how many times the step's event was tracked in the range, "
+    "asked only for a funnel step no user reached, to tell a misspelled or untracked event type from a real 0."
 )
 TRIAL_CONVERSION = (
     "Trials started in the range that converted to a paid subscription, over the periods whose trials have all "

@@ -79,7 +79,7 @@ PeriodBasis = Literal[
 
 
 class FigureWarning(_Model):
-    """A figure this result could not give (null) or had to derive, and why."""
+    """A figure this result could not give (null), had to derive, or that looks wrong, and why."""
 
     figure: str = Field(
         description="The figure's field path in this result, e.g. `revenuecat.mrr` or `periods[].transactions`."
@@ -122,7 +122,8 @@ class ResultMeta(_Model):
     warnings: list[FigureWarning] = Field(
         default_factory=list[FigureWarning],
         description="One entry per figure that is null (or derived) because part of an upstream answer was missing, "
-        "renamed or unusable; `partial` stays about whole sources.",
+        "renamed or unusable, or that is likely a mistake in the question (a funnel step whose event was never "
+        "tracked in the range); `partial` stays about whole sources.",
     )
     provenance: list[Provenance] = Field(
         default_factory=list[Provenance], description="Where each group of figures came from and what it means."
@@ -183,7 +184,7 @@ class MauMonth(_Model):
     end: date = Field(description="Last day counted (today for the current month).")
     active_users: int | None = Field(description=d.MAU_MONTH)
     change: int | None = Field(description="Difference from the previous month; null for the first month.")
-    change_pct: float | None = Field(description="Percent change from the previous month; null when undefined.")
+    change_pct: float | None = Field(description=d.MAU_CHANGE_PCT)
     partial: bool = Field(description="True for a month not over yet (the current month, its last day included).")
 
 
@@ -211,8 +212,8 @@ class ConversionQuery(_Model):
 class FunnelStep(_Model):
     event_type: str
     users: int = Field(description="Users who reached this step.")
-    step_conversion: float = Field(description="Share of the previous step's users who reached this step (0-1).")
-    cumulative_conversion: float = Field(description="Share of first-step users who reached this step (0-1).")
+    step_conversion_pct: float = Field(description=d.STEP_CONVERSION)
+    cumulative_conversion_pct: float = Field(description=d.CUMULATIVE_CONVERSION)
     median_time_to_convert_seconds: float | None = Field(description="Median time from the previous step.")
     average_time_to_convert_seconds: float | None
 
@@ -220,7 +221,7 @@ class FunnelStep(_Model):
 class TrialConversion(_Model):
     """RevenueCat's `trial_conversion_rate` chart over the same range."""
 
-    conversion_rate_pct: float | None = Field(description="Conversions / trials over complete periods, in percent.")
+    conversion_rate_pct: float | None = Field(description=d.TRIAL_CONVERSION_RATE)
     trials: int | None = Field(description=d.TRIAL_CONVERSION)
     conversions: int | None
     incomplete_periods: int = Field(description="Recent periods whose trials may still convert (excluded above).")
@@ -232,7 +233,7 @@ class ConversionResult(ResultMeta):
     conversion_window_days: int
     mode: FunnelMode
     steps: list[FunnelStep]
-    overall_conversion: float = Field(description="Share of first-step users who reached the last step (0-1).")
+    overall_conversion_pct: float = Field(description=d.OVERALL_CONVERSION)
     trial_conversion: TrialConversion | None = Field(description="Present when RevenueCat is configured.")
 
 
@@ -337,8 +338,8 @@ class RefundPeriod(_Model):
 class RefundSummary(_Model):
     transactions: int | None = Field(description="Paid transactions of the complete periods.")
     refunded_transactions: int | None
-    refund_rate_pct: float | None = Field(description="Over complete periods: refunded / transactions, in percent.")
-    average_period_refund_rate_pct: float | None
+    refund_rate_pct: float | None = Field(description=d.SUMMARY_REFUND_RATE)
+    average_period_refund_rate_pct: float | None = Field(description=d.AVERAGE_PERIOD_REFUND_RATE)
     revenue: float | None = Field(description="Revenue net of refunds over all periods, in USD.")
     incomplete_periods: int
 

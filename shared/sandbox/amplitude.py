@@ -1,9 +1,10 @@
-"""Amplitude Dashboard REST emulator (docs/upstream-apis.md): /api/2/users, funnels, usersearch, useractivity.
+"""Amplitude Dashboard REST emulator (docs/upstream-apis.md): /api/2/users, events/segmentation, funnels, usersearch,
+useractivity.
 
 Auth is HTTP Basic (api key : secret key). Errors are plain text. Everything is computed from the dataset
 in UTC (the sandbox project's time zone).
 
-Long because it emulates four endpoints with their vendor errors and limits; each part is small and they share
+Long because it emulates five endpoints with their vendor errors and limits; each part is small and they share
 parsing.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import json
 import re
 import statistics
@@ -208,6 +210,58 @@ def users(state: SandboxState, request: Request) -> Response:
     labels = sorted(rows, key=lambda label: (-sum(rows[label]), label))
     grouped: dict[str, object] = {"series": [rows[k] for k in labels], "seriesMeta": labels, "xValues": x_values}
     return JSONResponse({"data": grouped})
+
+
+# ---- /api/2/events/segmentation ------------------------------------------------------------------
+
+
+def _event(request: Request) -> str:
+    parsed = _json_param(request, "e")
+    if parsed is None:
+        raise AmplitudeError(400, "Missing required parameter: e")
+    if not isinstance(parsed, dict):
+        raise AmplitudeError(400, "Parameter e must be a JSON object with an event_type")
+    event = cast("dict[str, object]", parsed)
+    event_type = event.get("event_type")
+    if not isinstance(event_type, str) or not event_type:
+        raise AmplitudeError(400, "Parameter e must be a JSON object with an event_type")
+    if event.get("group_by"):
+        raise AmplitudeError(400, "Group-by inside e is not supported by the sandbox")
+    return event_type
+
+
+def segmentation(state: SandboxState, request: Request) -> Response:
+    """Event totals or uniques per day / week / month for one event (docs/upstream-apis.md#amplitude-event-segmentation)."""
+    event_type = _event(request)
+    start, end = _date_range(request)
+    metric = _choice(request, "m", ("uniques", "totals"), "uniques")
+    _choice(request, "n", ("any", "active"), "any")
+    granularity = _granularity(request)
+    _segments(request)
+    if request.query_params.get("g") is not None:
+        raise AmplitudeError(400, "Group-by g is not supported by the sandbox's event segmentation")
+    periods = buckets(start, end, granularity)
+    starts = [bucket.start for bucket in periods]
+    totals = [0] * len(periods)
+    uniques: list[set[int]] = [set() for _ in periods]
+    everyone: set[int] = set()
+    for event in state.dataset.events:
+        day = event.event_time.date()
+        if not start <= day <= end or not _matches(event, event_type):
+            continue
+        j = bisect.bisect_right(starts, day) - 1
+        totals[j] += 1
+        uniques[j].add(event.amplitude_id)
+        everyone.add(event.amplitude_id)
+    values = totals if metric == "totals" else [len(ids) for ids in uniques]
+    collapsed = sum(totals) if metric == "totals" else len(everyone)
+    data: dict[str, object] = {
+        "series": [values],
+        "seriesLabels": [0],
+        "seriesCollapsed": [[{"setId": "", "value": collapsed}]],
+        "xValues": [bucket.start.isoformat() for bucket in periods],
+    }
+    return JSONResponse({"data": data})
 
 
 # ---- /api/2/funnels -----------------------------------------------------------------------------
@@ -486,6 +540,7 @@ def amplitude_routes(state: SandboxState) -> list[Route]:
     """Routes for the Amplitude Dashboard REST endpoints, bound to ``state``."""
     table: list[tuple[str, str, Handler, Gate]] = [
         ("/api/2/users", "amplitude.users", users, _dashboard_gate),
+        ("/api/2/events/segmentation", "amplitude.segmentation", segmentation, _dashboard_gate),
         ("/api/2/funnels", "amplitude.funnels", funnels, _dashboard_gate),
         ("/api/2/usersearch", "amplitude.usersearch", usersearch, _user_gate),
         ("/api/2/useractivity", "amplitude.useractivity", useractivity, _user_gate),

@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 ENDPOINTS = (
     "amplitude.users",
+    "amplitude.segmentation",
     "amplitude.funnels",
     "amplitude.usersearch",
     "amplitude.useractivity",

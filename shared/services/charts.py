@@ -20,6 +20,7 @@ from shared.models import kpi as m
 from shared.models.revenuecat import ChartData, ChartPoint
 from shared.services.figures import Notes
 from shared.services.inputs import add_months
+from shared.services.rates import exact_pct, mean_pct, pct, round_pct
 
 PointTable = dict[tuple[int, int | None], dict[int, tuple[float | None, bool]]]
 
@@ -206,7 +207,7 @@ def refund_periods(
         incomplete = any(flag for _, flag in measures.values()) or period_end(start, resolution) >= today
         refunded = _int(_value(measures, refunded_i))
         transactions = _int(_value(measures, transactions_i))
-        rate = pct(refunded, transactions) if derive_rate else _round(_value(measures, rate_i))
+        rate = pct(refunded, transactions) if derive_rate else round_pct(_value(measures, rate_i))
         revenue_value = (
             revenue_points.get((cohort, segment), {}).get(revenue_i, (None, False))[0]
             if revenue_i is not None
@@ -241,22 +242,21 @@ def refund_summary(periods: Sequence[m.RefundPeriod], notes: Notes) -> m.RefundS
     revenue_known = all(value is not None for value in revenues)
     if not revenue_known:
         notes.missing("summary.revenue", "revenuecat", "the revenue of some periods is missing.")
-    rates = [p.refund_rate_pct for p in complete if p.refund_rate_pct is not None]
+    # Each period's rate from its unrounded counts when known (else its published rate), averaged, rounded once.
+    exact_rates = [exact_pct(p.refunded_transactions, p.transactions) for p in complete]
+    rates = [
+        rate
+        for exact, p in zip(exact_rates, complete, strict=True)
+        if (rate := p.refund_rate_pct if exact is None else exact) is not None
+    ]
     return m.RefundSummary(
         transactions=transactions,
         refunded_transactions=refunded,
         refund_rate_pct=pct(refunded, transactions),
-        average_period_refund_rate_pct=round(sum(rates) / len(rates), 2) if rates else None,
+        average_period_refund_rate_pct=mean_pct(rates),
         revenue=round(sum(value or 0.0 for value in revenues), 2) if revenue_known else None,
         incomplete_periods=len({p.period_start for p in periods if p.incomplete}),
     )
-
-
-def pct(part: float | None, whole: float | None) -> float | None:
-    """`part / whole` in percent, two decimals; None when undefined."""
-    if part is None or not whole:
-        return None
-    return round(part / whole * 100, 2)
 
 
 def _names(chart: ChartData) -> str:

@@ -52,6 +52,10 @@ class Notes:
         """Record that `figure` is null (or derived) and why."""
         self.warnings.append(m.FigureWarning(figure=figure, source=source, reason=reason))
 
+    def suspect(self, figure: str, source: Source, reason: str) -> None:
+        """Record that `figure` was given but is likely a mistake in the question (a misspelled event type, say)."""
+        self.warnings.append(m.FigureWarning(figure=figure, source=source, reason=reason))
+
     def read(self, figure: str, source: Source, read: Callable[[], T]) -> T | None:
         """`read()`, or None with a warning when the upstream answer lacks what it needs."""
         try:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, TypedDict, TypeVar
 
+import anyio
 from pydantic import BaseModel
 
 from shared.clients.amplitude import AmplitudeClient
@@ -26,16 +27,19 @@ from shared.errors import (
     SourceNotConfiguredError,
     UpstreamAuthError,
     UpstreamError,
+    UpstreamTimeoutError,
 )
 from shared.models import definitions as d
 from shared.models import kpi as m
 from shared.models.amplitude import FunnelElement
 from shared.models.revenuecat import ChartData
+from shared.provenance import recording
 from shared.services import charts, journey, overview, timeline
 from shared.services.fanout import both, bounded_map, gather2, raise_if_all_failed
 from shared.services.figures import Fetched, Notes, fetch
 from shared.services.inputs import DateRange, Inputs, month_end, months_between
 from shared.services.journey import CUSTOMER_CONCURRENCY
+from shared.services.rates import pct
 from shared.services.series import monthly_values, ms_to_s
 
 if TYPE_CHECKING:
@@ -50,6 +54,12 @@ REFUND_ATTRIBUTION_NOTE = (
     "Revenue is net of refunds of that period's transactions. Per-customer details list refunded one-time "
     "purchases only: RevenueCat API v2 exposes no refund state on subscriptions."
 )
+
+
+EVENT_CHECK_SECONDS = 5.0
+"""Longest the check of a funnel step no user reached may take (budget waits included): it only adds a warning."""
+EVENT_CHECK_CONCURRENCY = 2
+"""Event-segmentation checks in flight at once (of Amplitude's 5 concurrent Dashboard queries)."""
 
 
 class Meta(TypedDict):
@@ -152,7 +162,7 @@ class KpiService:
                     end=min(month_end(month_start), today),
                     active_users=users,
                     change=change,
-                    change_pct=charts.pct(change, previous),
+                    change_pct=pct(change, previous),
                     partial=month_end(month_start) >= today,
                 )
             )
@@ -201,25 +211,28 @@ class KpiService:
                 notes.missing(
                     f"steps[{index}].{name}", "amplitude", "amplitude's funnel answer has no transition times."
                 )
+        counts = element.cumulative_raw  # conversions from the counts (Amplitude's own fractions are rounded)
         stages = [
             m.FunnelStep(
                 event_type=event_type,
-                users=round(element.cumulative_raw[index]),
-                step_conversion=element.step_by_step[index],
-                cumulative_conversion=element.cumulative[index],
+                users=round(counts[index]),
+                step_conversion_pct=pct(counts[index], counts[max(index - 1, 0)]) or 0.0,
+                cumulative_conversion_pct=pct(counts[index], counts[0]) or 0.0,
                 median_time_to_convert_seconds=ms_to_s(element.median_trans_times, index),
                 average_time_to_convert_seconds=ms_to_s(element.avg_trans_times, index),
             )
             for index, event_type in enumerate(steps)
         ]
         notes.cite(
-            ["steps[]", "overall_conversion"],
+            ["steps[]", "overall_conversion_pct"],
             "amplitude",
             funnel,
             period=(span.start, span.end),
             basis="date_range",
             definition=d.FUNNEL,
         )
+        if any(round(count) == 0 for count in counts):
+            await self._check_unseen_steps(client, steps, counts, span, notes)
         sources: list[tuple[m.Source, object]] = [("amplitude", None)]
         if trial is not None:
             sources.append(("revenuecat", trial))
@@ -232,8 +245,58 @@ class KpiService:
             conversion_window_days=query.conversion_window_days,
             mode=query.mode,
             steps=stages,
-            overall_conversion=element.cumulative[-1],
+            overall_conversion_pct=pct(counts[-1], counts[0]) or 0.0,
             trial_conversion=None if trial is None or isinstance(trial, KpiError) else trial[0],
+        )
+
+    async def _check_unseen_steps(
+        self, client: AmplitudeClient, steps: Sequence[str], counts: Sequence[float], span: DateRange, notes: Notes
+    ) -> None:
+        """A step no user reached: was its event tracked at all in the range? One event-segmentation request per
+        such event type (so the usual funnel costs nothing extra); a total of 0 is a warning (a misspelled or
+        untracked event type), a failed request only costs that warning, never the answer."""
+        unseen = list(dict.fromkeys(step for step, count in zip(steps, counts, strict=True) if round(count) == 0))
+        totals: dict[str, int | KpiError] = {}
+
+        async def total(event_type: str) -> None:
+            try:
+                with anyio.fail_after(EVENT_CHECK_SECONDS):  # an optional check: waits for no budget past this
+                    totals[event_type] = await client.event_totals(event_type, span.start, span.end)
+            except KpiError as exc:
+                totals[event_type] = exc
+            except TimeoutError:
+                totals[event_type] = UpstreamTimeoutError(
+                    f"the check took longer than {EVENT_CHECK_SECONDS:g} s.", source="amplitude"
+                )
+
+        with recording() as requests:
+            await bounded_map([lambda e=event_type: total(e) for event_type in unseen], EVENT_CHECK_CONCURRENCY)
+        checked: list[str] = []
+        failed: list[str] = []
+        for index, step in enumerate(steps):
+            outcome = totals.get(step)
+            if outcome is None or round(counts[index]) != 0:
+                continue
+            checked.append(f"steps[{index}].users")
+            if isinstance(outcome, KpiError):
+                failed.append(f"steps[{index}] ({outcome.detail})")
+            elif outcome == 0:
+                notes.suspect(
+                    f"steps[{index}].users",
+                    "amplitude",
+                    f"no {step!r} events between {span.start} and {span.end}: check the event type's spelling "
+                    "(event types are case-sensitive).",
+                )
+        definition = d.EVENT_TOTALS
+        if failed:
+            definition += f" The check failed for {', '.join(failed)}: no warning could be given there."
+        notes.cite(
+            checked,
+            "amplitude",
+            Fetched(None, list(requests), self._clock()),
+            period=(span.start, span.end),
+            basis="date_range",
+            definition=definition,
         )
 
     async def _trial_conversion(self, client: RevenueCatClient, span: DateRange) -> tuple[m.TrialConversion, Notes]:

@@ -41,14 +41,12 @@
   const DASH = "\u2014";
   const numberFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
   const signedFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2, signDisplay: "exceptZero" });
-  const shareFormat = new Intl.NumberFormat(undefined, { style: "percent", maximumFractionDigits: 1 });
 
   const formats = {
     int: (v) => numberFormat.format(v),
     signed: (v) => signedFormat.format(v),
     pct: (v) => numberFormat.format(v) + "\u00a0%",
     signedpct: (v) => signedFormat.format(v) + "\u00a0%",
-    share: (v) => shareFormat.format(v),
     money: (v, currency) =>
       new Intl.NumberFormat(undefined, { style: "currency", currency: currency || "USD" }).format(v),
     duration: (v) => {
@@ -485,7 +483,7 @@
       el(
         "ul",
         { class: "summary" },
-        el("li", {}, "Overall conversion ", fig("overall_conversion", r.overall_conversion, "share")),
+        el("li", {}, "Overall conversion ", fig("overall_conversion_pct", r.overall_conversion_pct, "pct")),
         t
           ? el("li", {}, "Trial conversion (RevenueCat) ", fig("trial_conversion/conversion_rate_pct", t.conversion_rate_pct, "pct"), " of ",
               fig("trial_conversion/trials", t.trials, "int"), " trials (", fig("trial_conversion/conversions", t.conversions, "int"), " converted; ",
@@ -501,9 +499,9 @@
       {
         labels: steps.map((s) => s.event_type),
         series: [{ label: "Users", color: "--chart-1", values: steps.map((s) => s.users) }],
-        notes: steps.map((s, i) => (i === 0 ? null : shareFormat.format(s.step_conversion))),
+        notes: steps.map((s, i) => (i === 0 ? null : formats.pct(s.step_conversion_pct))),
       },
-      [["s1", "Users reaching the step (label: share of the previous step)"]]
+      [["s1", "Users reaching the step (label: step conversion, in percent of the previous step)"]]
     );
     body.append(
       table(
@@ -516,8 +514,8 @@
             {},
             el("td", {}, fig(p + "event_type", s.event_type, "text")),
             el("td", {}, fig(p + "users", s.users, "int")),
-            el("td", {}, fig(p + "step_conversion", s.step_conversion, "share")),
-            el("td", {}, fig(p + "cumulative_conversion", s.cumulative_conversion, "share")),
+            el("td", {}, fig(p + "step_conversion_pct", s.step_conversion_pct, "pct")),
+            el("td", {}, fig(p + "cumulative_conversion_pct", s.cumulative_conversion_pct, "pct")),
             el("td", {}, fig(p + "median_time_to_convert_seconds", s.median_time_to_convert_seconds, "duration"))
           );
         })

@@ -131,8 +131,26 @@ def test_conversion_takes_repeated_steps_in_order(client: TestClient, dataset: D
     assert result.steps[0].users == _users_with(dataset, "App Open", date(2026, 9, 1), date(2026, 9, 30))
     users = [step.users for step in result.steps]
     assert users == sorted(users, reverse=True)
-    assert result.overall_conversion == pytest.approx(users[-1] / users[0])
+    assert result.overall_conversion_pct == round(users[-1] / users[0] * 100, 2)
     assert result.steps[0].median_time_to_convert_seconds is None
+
+
+def test_a_misspelled_step_is_still_a_200_with_a_warning_naming_the_step(client: TestClient) -> None:
+    params = (("steps", "Sign Upp"), ("steps", "Subscribe"), ("start_date", "2026-10-01"), ("end_date", "2026-10-31"))
+
+    response = client.get("/api/kpi/conversion", params=params, headers=reader())
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [step["users"] for step in body["steps"]] == [0, 0]
+    assert body["warnings"] == [
+        {
+            "figure": "steps[0].users",
+            "source": "amplitude",
+            "reason": "no 'Sign Upp' events between 2026-10-01 and 2026-10-31: check the event type's spelling "
+            "(event types are case-sensitive).",
+        }
+    ]
 
 
 def test_conversion_defaults_to_the_configured_funnel_over_30_days(client: TestClient, dataset: Dataset) -> None:

@@ -204,3 +204,64 @@ def test_too_many_concurrent_dashboard_requests_get_429(amplitude: httpx2.Client
     assert amplitude.get("/api/2/users", params=params).status_code == 429
     slow.join(5)
     assert results == [200]
+
+
+def _segmentation(amplitude: httpx2.Client, event_type: str, **params: str) -> httpx2.Response:
+    query = {"e": json.dumps({"event_type": event_type}), "start": "20251001", "end": "20251031", **params}
+    return amplitude.get("/api/2/events/segmentation", params=query)
+
+
+def test_event_segmentation_totals_and_uniques_match_the_dataset_per_bucket(
+    amplitude: httpx2.Client, dataset: Dataset
+) -> None:
+    start, end = date(2025, 10, 1), date(2025, 10, 31)
+    events = [e for e in dataset.events if e.event_type == "View Paywall" and start <= e.event_time.date() <= end]
+    totals = _segmentation(amplitude, "View Paywall", m="totals", i="7")
+    assert totals.status_code == 200, totals.text
+    data = totals.json()["data"]
+    assert data["xValues"][0] == "2025-10-01" and data["xValues"][1] == "2025-10-06"  # Monday weeks, clipped
+    assert sum(data["series"][0]) == len(events) > 0
+    assert data["seriesCollapsed"][0][0]["value"] == len(events)
+    first_week = [e for e in events if e.event_time.date() < date(2025, 10, 6)]
+    assert data["series"][0][0] == len(first_week)
+    uniques = _segmentation(amplitude, "View Paywall", i="30").json()["data"]  # m=uniques is the default
+    assert uniques["series"] == [[len({e.amplitude_id for e in events})]]
+
+
+def test_event_segmentation_of_an_event_never_tracked_is_all_zeros(amplitude: httpx2.Client) -> None:
+    response = _segmentation(amplitude, "Sign Upp", m="totals", i="1")
+    assert response.status_code == 200
+    series = response.json()["data"]["series"]
+    assert len(series) == 1 and len(series[0]) == 31 and set(series[0]) == {0}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"m": "pct_dau"},
+        {"start": "2025-10-01"},
+        {"start": "20251101"},
+        {"i": "2"},
+        {"s": "{"},
+        {"g": "country"},
+        {"e": "not json"},
+        {"e": json.dumps({"filters": []})},
+    ],
+)
+def test_event_segmentation_rejects_what_it_does_not_emulate_or_cannot_read_with_400(
+    amplitude: httpx2.Client, params: dict[str, str]
+) -> None:
+    response = _segmentation(amplitude, "Sign Up", **params)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+
+
+def test_event_segmentation_requires_auth_and_takes_injected_faults(
+    amplitude: httpx2.Client, anonymous: httpx2.Client, state: SandboxState
+) -> None:
+    query = {"e": json.dumps({"event_type": "Sign Up"}), "start": "20251001", "end": "20251031"}
+    assert anonymous.get("/api/2/events/segmentation", params=query).status_code == 401
+    state.inject("amplitude.segmentation", FaultSpec(status=503, times=1))
+    assert _segmentation(amplitude, "Sign Up").status_code == 503
+    assert _segmentation(amplitude, "Sign Up").status_code == 200
+    assert state.counts["amplitude.segmentation"] == 3

@@ -222,6 +222,33 @@ async def test_a_funnel_whose_arrays_do_not_match_the_steps_is_an_upstream_error
         await _amp(handler).funnel(["a", "b"], date(2026, 1, 1), date(2026, 1, 2), conversion_window_seconds=60)
 
 
+async def test_event_totals_sum_the_ungrouped_series_daily_up_to_365_days_and_weekly_beyond() -> None:
+    seen: list[httpx2.Request] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        data = {"series": [[3, 0, 4]], "seriesLabels": [0], "xValues": ["2026-01-01", "2026-01-02", "2026-01-03"]}
+        return httpx2.Response(200, json={"data": data})
+
+    client = _amp(handler)
+    assert await client.event_totals("Sign Up", date(2026, 1, 1), date(2026, 1, 3)) == 7
+    await client.event_totals("Sign Up", date(2025, 1, 1), date(2025, 12, 31))
+    await client.event_totals("Sign Up", date(2024, 1, 1), date(2024, 12, 31))  # 366 days
+    assert seen[0].url.path == "/api/2/events/segmentation"
+    params = seen[0].url.params
+    assert json.loads(params["e"]) == {"event_type": "Sign Up"}
+    assert (params["m"], params["start"], params["end"], params["i"]) == ("totals", "20260101", "20260103", "1")
+    assert [request.url.params["i"] for request in seen[1:]] == ["1", "7"]
+
+
+async def test_event_totals_without_a_series_is_an_upstream_error() -> None:
+    def handler(_: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, json={"data": {"series": [], "xValues": []}})
+
+    with pytest.raises(UpstreamError, match="no series"):
+        await _amp(handler).event_totals("Sign Up", date(2026, 1, 1), date(2026, 1, 2))
+
+
 async def test_chart_resolution_names_are_mapped_to_option_ids_once() -> None:
     calls: list[str] = []
 

@@ -97,9 +97,11 @@ async def test_conversion_counts_first_step_users_and_keeps_the_funnel_consisten
     users = [s.users for s in result.steps]
     assert users == sorted(users, reverse=True)
     for previous, step in zip(result.steps, result.steps[1:], strict=False):
-        assert step.step_conversion == pytest.approx(step.users / previous.users)
+        assert step.step_conversion_pct == round(step.users / previous.users * 100, 2)
+        assert step.cumulative_conversion_pct == round(step.users / users[0] * 100, 2)
         assert step.median_time_to_convert_seconds is not None and step.median_time_to_convert_seconds >= 0
-    assert result.overall_conversion == pytest.approx(users[-1] / users[0])
+    assert result.steps[0].step_conversion_pct == result.steps[0].cumulative_conversion_pct == 100.0
+    assert result.overall_conversion_pct == round(users[-1] / users[0] * 100, 2)
     assert result.trial_conversion is not None
     assert result.trial_conversion.trials is not None and result.trial_conversion.trials > 0
 
