@@ -104,9 +104,8 @@ class AmplitudeClient:
         if not elements:
             raise self._http_error("funnel response has no data element")
         element = elements[0]
-        lengths = {len(element.cumulative_raw), len(element.cumulative), len(element.step_by_step)}
-        if lengths != {len(steps)}:
-            raise self._http_error("funnel arrays do not match the number of steps")
+        if len(element.cumulative_raw) != len(steps):
+            raise self._http_error("funnel counts do not match the number of steps")
         return element
 
     async def find_user(self, user_id: str) -> UserMatch | None:

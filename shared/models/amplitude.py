@@ -44,9 +44,9 @@ class FunnelElement(_Wire):
     """One element (segment or group) of `GET /api/2/funnels` `data`."""
 
     events: list[str] = Field(default_factory=list[str])
+    # Only the counts are read: conversions are computed from them (Amplitude's `cumulative` / `stepByStep`
+    # fractions are rounded, and an answer without them loses nothing).
     cumulative_raw: list[float] = Field(alias="cumulativeRaw")
-    cumulative: list[float]
-    step_by_step: list[float] = Field(alias="stepByStep")
     median_trans_times: list[float] = Field(default_factory=list[float], alias="medianTransTimes")
     avg_trans_times: list[float] = Field(default_factory=list[float], alias="avgTransTimes")
 

@@ -229,6 +229,15 @@ CASES: tuple[Case, ...] = (
         },
     ),
     Case(
+        "funnel-fractions-missing",
+        "funnel without `cumulative` and `stepByStep` (conversions come from the counts)",
+        (
+            ("amplitude.funnels", drop_field("data[0].cumulative")),
+            ("amplitude.funnels", drop_field("data[0].stepByStep")),
+        ),
+        {"kpi_conversion": EXACT},
+    ),
+    Case(
         "funnel-cumulativeraw-missing",
         "funnel without `cumulativeRaw`",
         (("amplitude.funnels", drop_field("data[0].cumulativeRaw")),),
