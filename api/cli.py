@@ -94,7 +94,8 @@ def configure_logging(level: str = "INFO") -> None:
 
 def _settings(**overrides: Any) -> Settings:
     base = Settings()
-    return Settings.model_validate({**base.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return Settings.model_validate({**base.model_dump(), **given}) if given else base
 
 
 def banner(settings: Settings, *, given_secret: bool = False) -> str:

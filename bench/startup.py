@@ -1,4 +1,8 @@
-"""Time from starting an MCP stdio server to its answer to `initialize` (what a host waits for at launch)."""
+"""Time from starting an MCP stdio server to its answer to `initialize` (what a host waits for at launch).
+
+Run alone (`python -m bench.startup [runs]`), it also prints the CPU time each server had used when it answered
+(Linux: summed over its threads from /proc), which drifts far less than wall time on a shared, loaded machine.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +27,25 @@ INITIALIZE = {
 }
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time used so far by every thread of a running process (Linux), or None where /proc cannot say."""
+    total = 0
+    try:
+        for thread in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{thread}/schedstat") as stat:
+                total += int(stat.read().split()[0])  # nanoseconds on a CPU
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / 1e9
+
+
 def time_to_initialize(args: Sequence[str], env: dict[str, str], cwd: Path, timeout: float = 30) -> float:
     """Seconds from spawning `args` to the first line it writes back to an `initialize` sent at once."""
+    return startup(args, env, cwd, timeout)[0]
+
+
+def startup(args: Sequence[str], env: dict[str, str], cwd: Path, timeout: float = 30) -> tuple[float, float | None]:
+    """(wall seconds, CPU seconds of the server) from spawning `args` to its answer to an `initialize` sent at once."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         list(args), env=env, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
@@ -39,10 +60,11 @@ def time_to_initialize(args: Sequence[str], env: dict[str, str], cwd: Path, time
                 raise RuntimeError(f"{args[-1]}: no answer to initialize within {timeout} s")
         line = proc.stdout.readline()
         elapsed = time.perf_counter() - started
+        cpu = cpu_seconds(proc.pid)
         answer = json.loads(line)
         if "result" not in answer:
             raise RuntimeError(f"{args[-1]}: initialize failed: {line[:300]!r}")
-        return elapsed
+        return elapsed, cpu
     finally:
         proc.stdin.close()
         try:
@@ -56,14 +78,27 @@ def median_startup(
     ours: Sequence[str], bare: Sequence[str], env: dict[str, str], cwd: Path, runs: int
 ) -> tuple[float, float]:
     """Median seconds to `initialize` of `ours` and `bare`, runs interleaved so drift hits both alike."""
-    time_to_initialize(ours, env, cwd)  # warm the bytecode and file caches of both
-    time_to_initialize(bare, env, cwd)
-    mine: list[float] = []
-    base: list[float] = []
+    (mine, _), (base, _) = median_startups(ours, bare, env, cwd, runs)
+    return mine, base
+
+
+def median_startups(
+    ours: Sequence[str], bare: Sequence[str], env: dict[str, str], cwd: Path, runs: int
+) -> tuple[tuple[float, float | None], tuple[float, float | None]]:
+    """((wall, CPU) of `ours`, (wall, CPU) of `bare`): medians, runs interleaved so drift hits both alike."""
+    startup(ours, env, cwd)  # warm the bytecode and file caches of both
+    startup(bare, env, cwd)
+    mine: list[tuple[float, float | None]] = []
+    base: list[tuple[float, float | None]] = []
     for _ in range(runs):
-        mine.append(time_to_initialize(ours, env, cwd))
-        base.append(time_to_initialize(bare, env, cwd))
-    return statistics.median(mine), statistics.median(base)
+        mine.append(startup(ours, env, cwd))
+        base.append(startup(bare, env, cwd))
+    return _medians(mine), _medians(base)
+
+
+def _medians(samples: list[tuple[float, float | None]]) -> tuple[float, float | None]:
+    cpu = [c for _, c in samples if c is not None]
+    return statistics.median(w for w, _ in samples), statistics.median(cpu) if len(cpu) == len(samples) else None
 
 
 if __name__ == "__main__":
@@ -73,13 +108,10 @@ if __name__ == "__main__":
 
     root = Path(__file__).resolve().parent.parent
     secret = "bench-secret-0123456789abcdefghijklmnopqrstuvwxyz"
-    environ = {
-        **os.environ,
-        "KPI_JWT_SECRET": secret,
-        "KPI_ACCESS_TOKEN": mint_token(secret, subject="bench", ttl=3600),
-    }
+    environ = {name: value for name, value in os.environ.items() if not name.startswith("KPI_")}
+    environ |= {"KPI_JWT_SECRET": secret, "KPI_ACCESS_TOKEN": mint_token(secret, subject="bench", ttl=3600)}
     loop_kpi = [sys.executable, "-m", "api.cli", "mcp"]
-    ours_s, bare_s = median_startup(
+    (ours_s, ours_cpu), (bare_s, bare_cpu) = median_startups(
         loop_kpi,
         [sys.executable, str(root / "bench" / "bare_mcp.py")],
         environ,
@@ -87,3 +119,8 @@ if __name__ == "__main__":
         int(sys.argv[1]) if len(sys.argv) > 1 else 9,
     )
     print(f"loop-kpi mcp {ours_s * 1000:.0f} ms, bare MCPServer {bare_s * 1000:.0f} ms, {ours_s / bare_s:.2f}x")
+    if ours_cpu is not None and bare_cpu is not None:
+        print(
+            f"CPU to initialize: loop-kpi mcp {ours_cpu * 1000:.0f} ms, bare MCPServer {bare_cpu * 1000:.0f} ms, "
+            f"{ours_cpu / bare_cpu:.2f}x"
+        )

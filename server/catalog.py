@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
@@ -25,7 +25,9 @@ from pydantic import Field
 
 from server.context import AccessDeniedError, current_reader
 from shared.operations import OPERATIONS, AnyOperation
-from shared.runtime import Runtime
+
+if TYPE_CHECKING:  # the runtime (service, clients) is imported by whoever opens it
+    from shared.runtime import Runtime
 
 DEFINITIONS_MIME = "text/markdown"
 SERVICE_URI = "kpi://service/data-source"

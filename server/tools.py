@@ -12,7 +12,7 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -28,7 +28,9 @@ from server.lean import lean_middleware
 from shared.audit import audit
 from shared.errors import KpiError
 from shared.operations import OPERATIONS, AnyOperation
-from shared.runtime import Runtime
+
+if TYPE_CHECKING:  # the runtime (service, clients) is imported by whoever opens it
+    from shared.runtime import Runtime
 
 logger = logging.getLogger("loop_kpi.mcp")
 

@@ -17,7 +17,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 from pydantic import BaseModel
@@ -25,7 +25,9 @@ from pydantic import BaseModel
 from shared.models import kpi as m
 from shared.services import inputs
 from shared.services.inputs import Inputs
-from shared.services.kpi import KpiService
+
+if TYPE_CHECKING:  # the service (clients, budgets, vendor models) is imported by whoever opens a runtime, not here
+    from shared.services.kpi import KpiService
 
 QueryT = TypeVar("QueryT", bound=BaseModel)
 ResultT = TypeVar("ResultT", bound=m.ResultMeta)
