@@ -29,11 +29,19 @@ class RedisState(BaseModel):
     detail: str
 
 
+class SigningKeysState(BaseModel):
+    """Whether tokens signed by the identity provider can be verified (only when a JWKS or issuer is configured)."""
+
+    available: bool
+    detail: str
+
+
 class Readiness(BaseModel):
     status: Literal["ready", "degraded", "down"]
     data_source: Literal["live", "sandbox"]
     sources: list[SourceState]
     redis: RedisState | None = None
+    signing_keys: SigningKeysState | None = None
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness")
@@ -54,8 +62,9 @@ def _not_configured(source: str, missing: list[str]) -> str:
     summary="Readiness",
 )
 async def read_readiness(runtime: RuntimeDep) -> JSONResponse:
-    """Which sources are configured and answered a cheap probe (cached for 30 s), and whether Redis (when
-    configured) is reachable."""
+    """Which sources are configured and answered a cheap probe (cached for 30 s), whether Redis (when configured)
+    is reachable, and whether the identity provider's signing keys are held (when a JWKS or issuer is configured:
+    without them every token it signs is refused)."""
     missing = runtime.settings.missing_upstream_variables()
     states = [
         SourceState(
@@ -75,5 +84,13 @@ async def read_readiness(runtime: RuntimeDep) -> JSONResponse:
         redis = RedisState(reachable=reachable, detail=detail)
         if not reachable and status == "ready":
             status = "degraded"
-    body = Readiness(status=status, data_source=runtime.data_source, sources=states, redis=redis)
+    signing_keys = None
+    if runtime.verifier.uses_jwks:
+        problem = await runtime.verifier.signing_keys()
+        signing_keys = SigningKeysState(available=problem is None, detail=problem or "signing keys held")
+        if problem is not None and status == "ready":
+            status = "degraded"
+    body = Readiness(
+        status=status, data_source=runtime.data_source, sources=states, redis=redis, signing_keys=signing_keys
+    )
     return JSONResponse(body.model_dump(mode="json"), status_code=503 if status == "down" else 200)

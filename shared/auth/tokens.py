@@ -277,6 +277,24 @@ class TokenVerifier:
             raise _reject("signing keys unavailable")
         raise _reject("unknown signing key")
 
+    async def signing_keys(self) -> str | None:
+        """Whether JWKS-signed tokens can be verified now: None when keys are held (fetched, through the issuer's
+        discovery when configured), else why not. Fetches when the keys are stale, at the verifier's usual rate
+        limit, so `/readyz` never costs the identity provider more than token checks do."""
+        if not self.uses_jwks:
+            return None
+        if self._stale():
+            async with self._lock:
+                now = self._clock()
+                if self._stale() and (self._attempted_at is None or now - self._attempted_at >= self._refetch_interval):
+                    self._attempted_at = now
+                    await self._refresh()
+        if self._keys_by_kid or self._keys_without_kid:
+            return None
+        if self._jwks_url is None and self._discovered_jwks_url is None:
+            return f"the issuer's discovery document could not be read (or names another issuer than {self._issuer})"
+        return "the JWKS could not be fetched or holds no usable key"
+
     def _stale(self) -> bool:
         return self._fetched_at is None or self._clock() - self._fetched_at >= self._max_age
 
