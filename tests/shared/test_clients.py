@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 import httpx2
 import pytest
 
-from shared.clients._http import UpstreamHttp, new_async_client, parse_retry_after
+from shared.clients._http import UpstreamHttp, new_async_client, parse_retry_after, tls_context
 from shared.clients.amplitude import AmplitudeClient
 from shared.clients.revenuecat import RevenueCatClient
 from shared.errors import (
@@ -330,3 +331,10 @@ async def test_amplitude_sends_user_ids_as_query_values_never_in_the_path() -> N
 
     assert await AmplitudeClient(_http(handler, source="amplitude")).find_user("../..") is None
     assert seen == ["/api/2/usersearch?user=..%2F.."]
+
+
+def test_every_upstream_client_shares_one_tls_context_that_still_verifies_certificates() -> None:
+    context = tls_context()
+    assert tls_context() is context  # built once: the CA store is loaded once per process
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname is True
