@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install demo test lint format pytest bench screenshot clean
+.PHONY: install demo demo-sso test lint format pytest bench screenshot clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/loop-kpi serve --sandbox --host $(HOST) --port $(PORT)
+
+# The demo with sign-in at a real OpenID Connect provider on loopback (tests/oidc; needs Node.js).
+demo-sso: $(STAMP)
+	$(BIN)/python -m tests.oidc.demo --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
