@@ -9,11 +9,27 @@ from __future__ import annotations
 
 from functools import cache
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_CONVERSION_STEPS = ("Sign Up", "View Paywall", "Start Trial", "Subscribe")
+
+
+MIN_SECRET_LENGTH = 32
+"""The shortest HS256 secret we accept, in UTF-8 bytes (RFC 7518 §3.2: at least the hash size)."""
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def check_https_url(url: str, name: str = "") -> None:
+    """Raise ValueError unless `url` is https:// (or plain http on a loopback host): where keys and issuers live."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
+        return
+    raise ValueError(f"{name} must be".lstrip() + " an https:// URL (plain http is only allowed for localhost).")
 
 
 def _split_csv(value: object) -> object:
@@ -159,6 +175,24 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("KPI_JWT_SECRET")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        secret = value.get_secret_value().strip() if value is not None else ""
+        if secret and len(secret.encode()) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_LENGTH} bytes long for HS256 (make one: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        return value
+
+    @field_validator("KPI_JWKS_URL", "KPI_JWT_ISSUER")
+    @classmethod
+    def _key_location(cls, value: str | None) -> str | None:
+        if value is not None and value.strip():
+            check_https_url(value.strip())  # OpenID Connect issuers are URLs, and keys come over TLS
+        return value
 
     @field_validator("AMPLITUDE_BASE_URL", "REVENUECAT_BASE_URL", "KPI_PUBLIC_URL")
     @classmethod

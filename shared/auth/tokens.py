@@ -30,7 +30,7 @@ from jwt.types import Options
 
 from shared.auth.scopes import KPI_READ, Principal
 from shared.errors import AuthenticationError
-from shared.settings import Settings
+from shared.settings import MIN_SECRET_LENGTH, Settings, check_https_url
 
 __all__ = [
     "JWKS_ALGORITHMS",
@@ -47,8 +47,6 @@ MAX_TOKEN_LENGTH = 8 * 1024
 VERIFIED_TTL = 300.0
 VERIFIED_MAX_ENTRIES = 1024
 """Tokens longer than this (in characters, which for a valid JWT are ASCII bytes) are rejected unparsed."""
-MIN_SECRET_LENGTH = 32
-"""The shortest HS256 secret we accept, in UTF-8 bytes (RFC 7518 §3.2: at least the hash size)."""
 JWKS_ALGORITHMS: frozenset[str] = frozenset({"RS256", "ES256"})
 """The asymmetric algorithms accepted with JWKS keys."""
 HMAC_ALGORITHM = "HS256"
@@ -58,7 +56,6 @@ MCP_RESOURCE_PATH = "/mcp"
 _MAX_JWKS_BYTES = 512 * 1024
 _MAX_DISCOVERY_BYTES = 256 * 1024
 _ACCEPTED_TYPES = frozenset({"jwt", "at+jwt", "application/at+jwt"})
-_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
@@ -106,10 +103,10 @@ class TokenVerifier:
             raise ValueError(f"KPI_JWT_SECRET must be at least {MIN_SECRET_LENGTH} bytes long for HS256.")
         jwks_url = (settings.KPI_JWKS_URL or "").strip()
         if jwks_url:
-            _check_url(jwks_url, "KPI_JWKS_URL")
+            check_https_url(jwks_url, "KPI_JWKS_URL")
         issuer = (settings.KPI_JWT_ISSUER or "").strip()
         if issuer:
-            _check_url(issuer, "KPI_JWT_ISSUER")
+            check_https_url(issuer, "KPI_JWT_ISSUER")
         self._secret: str | None = secret or None
         self._jwks_url: str | None = jwks_url or None
         self._issuer = issuer or None
@@ -343,7 +340,7 @@ class TokenVerifier:
         if metadata.get("issuer") != issuer or not isinstance(jwks_uri, str):
             return None  # OpenID Connect Discovery §4.3, RFC 8414 §3.3: the issuer must be identical
         try:
-            _check_url(jwks_uri, "jwks_uri")
+            check_https_url(jwks_uri, "jwks_uri")
         except ValueError:
             return None
         return jwks_uri
@@ -370,15 +367,6 @@ class TokenVerifier:
         self._keys_by_kid, self._keys_without_kid = parsed
         self._fetched_at = self._clock()
         self._last_fetch_failed = False
-
-
-def _check_url(url: str, name: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS:
-        return
-    raise ValueError(f"{name} must be an https:// URL (plain http is only allowed for localhost).")
 
 
 def _read_header(token: str) -> tuple[str, str | None]:

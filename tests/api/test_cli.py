@@ -254,6 +254,34 @@ def test_an_invalid_setting_stops_serve_with_one_line_naming_it(
     assert "KPI_UPSTREAM_TIMEOUT" in _one_line(capsys)
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("KPI_JWT_SECRET", "too-short", "secrets.token_urlsafe"),
+        ("KPI_JWT_ISSUER", "loop-kpi", "https://"),
+        ("KPI_JWKS_URL", "http://keys.example.com/jwks", "https://"),
+    ],
+)
+@pytest.mark.parametrize("command", [["serve"], ["mcp"], ["token", "--sub", "you"]])
+def test_an_unusable_auth_setting_stops_every_entry_point_with_one_line_naming_it_and_the_fix(
+    refuse_to_start: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+    name: str,
+    value: str,
+    says: str,
+) -> None:
+    monkeypatch.setenv("KPI_JWT_SECRET", JWT_SECRET)
+    monkeypatch.setenv(name, value)
+
+    assert main(command) == 2
+
+    line = _one_line(capsys)
+    assert line.startswith(f"loop-kpi {command[0]}: ") and name in line and says in line
+    assert value not in line or name != "KPI_JWT_SECRET"  # a secret, even a bad one, is never echoed
+
+
 def test_serve_without_upstream_keys_warns_once_naming_every_missing_variable(
     launches: list[tuple[str, Any]], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
