@@ -325,13 +325,24 @@ def report(line: str) -> None:
 
 
 async def run(scenario: str, command: Sequence[str]) -> None:
-    with tempfile.TemporaryDirectory(prefix="inspector-sign-in.") as tmp, running_provider() as provider:
-        work = Path(tmp)
-        async with running_service(provider, work / "service.log") as service:
-            if scenario in ("sign-in", "all"):
-                await scenario_sign_in(command, provider, service, work)
-            if scenario in ("stored-auth-only", "all"):
-                await scenario_stored_auth_only(command, service, work)
+    async with anyio.create_task_group() as group:
+        group.start_soon(stop_on_signal, group.cancel_scope)
+        with tempfile.TemporaryDirectory(prefix="inspector-sign-in.") as tmp, running_provider() as provider:
+            work = Path(tmp)
+            async with running_service(provider, work / "service.log") as service:
+                if scenario in ("sign-in", "all"):
+                    await scenario_sign_in(command, provider, service, work)
+                if scenario in ("stored-auth-only", "all"):
+                    await scenario_stored_auth_only(command, service, work)
+        group.cancel_scope.cancel()  # done: stop watching for signals
+
+
+async def stop_on_signal(scope: anyio.CancelScope) -> None:
+    """SIGTERM (`timeout` in .ci/mcp-clients.sh) or SIGINT: cancel the run, so every process started is stopped."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for received in signals:
+            scope.cancel()
+            raise StepFailed(f"stopped by {signal.Signals(received).name}")
 
 
 def main(argv: list[str] | None = None) -> int:
