@@ -3,7 +3,10 @@
 #   (a) MCP Inspector CLI over stdio, through mcp.json: tools/list and a tools/call of each tool;
 #   (b) MCP Inspector CLI over streamable HTTP (`loop-kpi serve --sandbox`) with a bearer token minted by
 #       `loop-kpi token`, plus the refusals without a token and without kpi:read;
-#   (c) the MCP conformance suite against a second, `--no-auth` sandbox instance.
+#   (c) the MCP conformance suite against a second, `--no-auth` sandbox instance;
+#   (d) MCP Inspector CLI signs in with OAuth at a real OpenID Connect provider (tests/oidc/, panva's oidc-provider on
+#       loopback) from nothing but the /mcp URL, then calls tools/list and kpi_overview; and --stored-auth-only without
+#       a token is refused (tests/oidc/inspector_sign_in.py drives it; it starts and stops the provider and the server).
 # Nothing is installed globally: npx keeps the pinned packages in the user's npm cache. Servers started here are
 # stopped on exit. Prints PASS/FAIL per check and ends with "N passed, M failed"; exits 1 if anything failed.
 set -euo pipefail
@@ -164,6 +167,15 @@ if start_server "no-auth" "$OPEN_PORT" --no-auth; then
             --url "http://127.0.0.1:$OPEN_PORT/mcp" --scenario "$scenario" -o "$WORK/conformance/$scenario"
     done
 fi
+
+# ---------------------------------------------------------------------------------------------- (d) OAuth sign-in
+# The driver starts the provider and `loop-kpi serve --sandbox` with KPI_JWT_ISSUER, plays the person at the browser
+# (the provider's login and consent forms) and delivers the code to the Inspector's loopback callback listener.
+OAUTH=("$PY" -m tests.oidc.inspector_sign_in --inspector "${INSPECTOR[*]}")
+check "oauth: Inspector CLI signs in at a real OpenID Connect provider (DCR, code + PKCE), tools/list + kpi_overview" \
+    0 - -- "${OAUTH[@]}" --scenario sign-in
+check "oauth: Inspector CLI --stored-auth-only without a token is refused (exits 3, auth_required), no hang" \
+    0 - -- "${OAUTH[@]}" --scenario stored-auth-only
 
 echo "$PASSED passed, $FAILED failed"
 ((FAILED == 0))
