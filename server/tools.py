@@ -14,11 +14,12 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
+import pydantic_core
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 from mcp.types import ToolAnnotations
-from mcp_types import INVALID_PARAMS
+from mcp_types import INVALID_PARAMS, CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
 from server.apps import apps_extension, register_apps
@@ -49,6 +50,16 @@ def tool_error(error: KpiError) -> ToolError:
     return ToolError(f"{error.title}: {error.detail}")
 
 
+def tool_result(body: bytes) -> CallToolResult:
+    """A tool's result from the cached answer's JSON (the result model's compact serialization, as REST sends it):
+    `structuredContent` is that JSON parsed, and the one text block is that JSON as it is, so the model reads no
+    indentation and nothing is serialized twice. The SDK still validates `structuredContent` against the output
+    schema's model."""
+    return CallToolResult(
+        content=[TextContent(type="text", text=body.decode())], structured_content=pydantic_core.from_json(body)
+    )
+
+
 def tool_parameters(query: type[BaseModel]) -> list[inspect.Parameter]:
     """The flat parameters of a tool taking `query`: one per field, with the field's type, limits and docs."""
     parameters: list[inspect.Parameter] = []
@@ -74,7 +85,7 @@ def _tool_function(operation: AnyOperation, get_runtime: Callable[[], Runtime]) 
             await current_reader()
             served = await get_runtime().cached.answer(operation, operation.query.model_construct(**arguments))
             status, cache_hit = 200, served.hit
-            return served.value
+            return tool_result(served.body)
         except AccessDeniedError as exc:
             status = exc.status
             raise
@@ -91,7 +102,9 @@ def _tool_function(operation: AnyOperation, get_runtime: Callable[[], Runtime]) 
                 cache_hit=cache_hit,
             )
 
-    tool.__signature__ = inspect.Signature(tool_parameters(operation.query), return_annotation=operation.result)
+    # The SDK derives the output schema from the result model and validates `structuredContent` against it.
+    returns = Annotated[CallToolResult, operation.result]
+    tool.__signature__ = inspect.Signature(tool_parameters(operation.query), return_annotation=returns)
     tool.__name__ = operation.id
     return tool
 
