@@ -64,7 +64,6 @@ from mcp_types import (
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("loop_kpi.mcp")
@@ -75,6 +74,7 @@ LEAN_METHODS = frozenset({"tools/call", "tools/list"})
 _VERSION_HEADER = MCP_PROTOCOL_VERSION_HEADER.encode("ascii")
 _CONTENT_LENGTH = b"content-length"
 _JSON = "application/json"
+_PASSING_HEADERS_KEPT = 1024
 
 
 def _content_type_is_json(request: Request) -> bool:
@@ -113,9 +113,12 @@ class _StatelessDispatchContext:
 _TRANSPORT = TransportContext(kind="streamable-http", can_send_request=False)
 
 
-def _json_response(body: bytes) -> Response:
-    """A reply framed as the transport frames it (`_create_json_response`)."""
-    return Response(body, status_code=200, headers={"Content-Type": _JSON})
+async def _send_json(send: Send, body: bytes) -> None:
+    """A reply framed as the transport frames it (`_create_json_response`: a starlette `Response` with status 200
+    and `Content-Type: application/json`, which adds the length), sent as that response sends itself."""
+    headers = [(b"content-type", _JSON.encode()), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class LeanMcp:
@@ -137,6 +140,8 @@ class LeanMcp:
         """Serialized `tools/list` results per protocol version."""
         self.answered = 0
         """Requests answered here rather than by the SDK (tests read it)."""
+        self.passing_headers: set[tuple[str | None, ...]] = set()
+        """Content-Type, Host, Origin and Accept values that passed the SDK's header checks."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -166,15 +171,12 @@ class LeanMcp:
             return
         answer = await self._answer(request, message, version or DEFAULT_NEGOTIATED_VERSION)
         self.answered += 1
-        await _json_response(answer)(scope, receive, send)
+        await _send_json(send, answer)
 
     async def _eligible(self, request: Request, body: bytes) -> JSONRPCRequest | None:
         """The request, when the SDK would serve it as a single stateless `tools/call` or `tools/list` (every check
         passed); None otherwise."""
-        if await self.security.validate_request(request, is_post=True) is not None:
-            return None
-        has_json, _ = check_accept_headers(request)
-        if not has_json or not _content_type_is_json(request):
+        if not await self._headers_pass(request):
             return None
         try:
             raw = pydantic_core.from_json(body)
@@ -187,6 +189,23 @@ class LeanMcp:
         except ValidationError:
             return None
         return message if isinstance(message, JSONRPCRequest) else None
+
+    async def _headers_pass(self, request: Request) -> bool:
+        """The SDK's header checks (transport security, Accept, Content-Type), which read only these four headers:
+        a combination that passed once passes again, so it is remembered (a few per client) and not re-checked."""
+        headers = request.headers
+        key = (headers.get("content-type"), headers.get("host"), headers.get("origin"), headers.get("accept"))
+        if key in self.passing_headers:
+            return True
+        if await self.security.validate_request(request, is_post=True) is not None:
+            return False
+        has_json, _ = check_accept_headers(request)
+        if not has_json or not _content_type_is_json(request):
+            return False
+        if len(self.passing_headers) >= _PASSING_HEADERS_KEPT:
+            self.passing_headers.clear()
+        self.passing_headers.add(key)
+        return True
 
     async def _answer(self, request: Request, message: JSONRPCRequest, version: str) -> bytes:
         cacheable = message.method == "tools/list" and not message.params
