@@ -46,7 +46,7 @@ from mcp.server.runner import ServerRunner, aclose_shielded
 from mcp.server.streamable_http import check_accept_headers
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
-from mcp.shared.dispatcher import CallOptions
+from mcp.shared.dispatcher import CallOptions, Outbound
 from mcp.shared.exceptions import NoBackChannelError
 from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
 from mcp.shared.jsonrpc_dispatcher import handler_exception_to_error_data
@@ -147,6 +147,8 @@ class LeanMcp:
         """Serialized `tools/list` results per protocol version."""
         self.answered = 0
         """Requests answered here rather than by the SDK (tests read it)."""
+        self.no_channel = Connection.from_envelope(DEFAULT_NEGOTIATED_VERSION, None, None).outbound
+        """The SDK's no-back-channel outbound of a born-ready connection."""
         self.passing_headers: set[tuple[str | None, ...]] = set()
         """Content-Type, Host, Origin and Accept values that passed the SDK's header checks."""
 
@@ -223,7 +225,7 @@ class LeanMcp:
             request_id=message.id,
             message_metadata=ServerMessageMetadata(request_context=request, can_send_request=False),
         )
-        connection = Connection.from_envelope(version, None, None)
+        connection = born_ready(self.no_channel, version)
         runner = ServerRunner(self.server, connection, self._lifespan_state())
         try:  # `serve_one`, the SDK's single-exchange driver, step by step
             result = await runner.on_request(dctx, message.method, message.params)
@@ -252,6 +254,15 @@ class LeanMcp:
         # The state the manager entered the server's lifespan with (once, in `run()`), as it hands it to every
         # stateless request; the SDK keeps it on a private attribute.
         return getattr(self.manager, "_lifespan_state", None)
+
+
+def born_ready(no_channel: Outbound, version: str) -> Connection:
+    """The connection the stateless transport builds, `Connection.from_envelope(version, None, None)`, without the
+    factory's two failed validations of the absent client info and capabilities (a raised pydantic error each, a
+    twentieth of a warm `tools/call`): no back-channel, no client parameters, initialized. A test compares the two."""
+    connection = Connection(no_channel, protocol_version=version)
+    connection.initialized.set()
+    return connection
 
 
 def _nothing_to_close(connection: Connection) -> bool:
