@@ -11,15 +11,17 @@ calls all the time it drives the same kernel directly:
 - the SDK's own checks, in the SDK's order, decide whether a request is eligible: the body size limit, the
   transport security check (Content-Type, Host against DNS rebinding, Origin), the Accept header of JSON-response
   mode, the transport's Content-Type check, the JSON parse and the JSON-RPC envelope validation
-  (`jsonrpc_message_adapter`). Anything that fails one of them, and anything that is not a single `tools/call` or
+  (`jsonrpc_message_adapter`); the header checks read only Content-Type, Host, Origin and Accept, so a combination
+  that passed is remembered. Anything that fails one of them, and anything that is not a single `tools/call` or
   `tools/list` request (initialize, ping, resources, prompts, completion, notifications, responses, batches, GET,
   DELETE, bad JSON, the 2026-07-28 per-request envelope, which the SDK already serves in the ASGI task), goes to the
   SDK unchanged, with the body replayed, so its answer is the SDK's own;
 - an eligible request runs through `mcp.server.runner.serve_one`, the SDK's single-exchange driver: the same
   `ServerRunner` (params validation, the server middleware chain with the allowlist's unknown-tool error and the
-  lean result, the tool manager's `Tool.run` with its argument validation, `isError` results and
-  `structuredContent`, the per-version result sieve), on a born-ready `Connection` for the header's version exactly
-  as the stateless transport builds it; a raised error becomes `ErrorData` by the dispatcher's own mapping;
+  lean listing, the tool manager's `Tool.run` with its argument validation, `isError` results and
+  `structuredContent`, the per-version result sieve), on a born-ready `Connection` for the header's version in the
+  state the stateless transport builds it (`born_ready`); a raised error becomes `ErrorData` by the dispatcher's own
+  mapping;
 - the answer is framed as the transport frames it (`JSONRPCResponse`/`JSONRPCError`, `model_dump_json(by_alias=True,
   exclude_unset=True)`, `Content-Type: application/json`).
 
