@@ -11,15 +11,17 @@ calls all the time it drives the same kernel directly:
 - the SDK's own checks, in the SDK's order, decide whether a request is eligible: the body size limit, the
   transport security check (Content-Type, Host against DNS rebinding, Origin), the Accept header of JSON-response
   mode, the transport's Content-Type check, the JSON parse and the JSON-RPC envelope validation
-  (`jsonrpc_message_adapter`). Anything that fails one of them, and anything that is not a single `tools/call` or
+  (`jsonrpc_message_adapter`); the header checks read only Content-Type, Host, Origin and Accept, so a combination
+  that passed is remembered. Anything that fails one of them, and anything that is not a single `tools/call` or
   `tools/list` request (initialize, ping, resources, prompts, completion, notifications, responses, batches, GET,
   DELETE, bad JSON, the 2026-07-28 per-request envelope, which the SDK already serves in the ASGI task), goes to the
   SDK unchanged, with the body replayed, so its answer is the SDK's own;
 - an eligible request runs through `mcp.server.runner.serve_one`, the SDK's single-exchange driver: the same
   `ServerRunner` (params validation, the server middleware chain with the allowlist's unknown-tool error and the
-  lean result, the tool manager's `Tool.run` with its argument validation, `isError` results and
-  `structuredContent`, the per-version result sieve), on a born-ready `Connection` for the header's version exactly
-  as the stateless transport builds it; a raised error becomes `ErrorData` by the dispatcher's own mapping;
+  lean listing, the tool manager's `Tool.run` with its argument validation, `isError` results and
+  `structuredContent`, the per-version result sieve), on a born-ready `Connection` for the header's version in the
+  state the stateless transport builds it (`born_ready`); a raised error becomes `ErrorData` by the dispatcher's own
+  mapping;
 - the answer is framed as the transport frames it (`JSONRPCResponse`/`JSONRPCError`, `model_dump_json(by_alias=True,
   exclude_unset=True)`, `Content-Type: application/json`).
 
@@ -35,7 +37,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -46,7 +48,7 @@ from mcp.server.runner import ServerRunner, aclose_shielded
 from mcp.server.streamable_http import check_accept_headers
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
-from mcp.shared.dispatcher import CallOptions
+from mcp.shared.dispatcher import CallOptions, Outbound
 from mcp.shared.exceptions import NoBackChannelError
 from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
 from mcp.shared.jsonrpc_dispatcher import handler_exception_to_error_data
@@ -64,7 +66,6 @@ from mcp_types import (
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("loop_kpi.mcp")
@@ -75,6 +76,7 @@ LEAN_METHODS = frozenset({"tools/call", "tools/list"})
 _VERSION_HEADER = MCP_PROTOCOL_VERSION_HEADER.encode("ascii")
 _CONTENT_LENGTH = b"content-length"
 _JSON = "application/json"
+_PASSING_HEADERS_KEPT = 1024
 
 
 def _content_type_is_json(request: Request) -> bool:
@@ -92,7 +94,14 @@ class _StatelessDispatchContext:
     transport: TransportContext
     request_id: RequestId
     message_metadata: ServerMessageMetadata
-    cancel_requested: anyio.Event = field(default_factory=anyio.Event)
+    _cancel_requested: anyio.Event | None = None
+
+    @property
+    def cancel_requested(self) -> anyio.Event:
+        """Never set here (the request is answered before anything could cancel it); made when first asked for."""
+        if self._cancel_requested is None:
+            self._cancel_requested = anyio.Event()
+        return self._cancel_requested
 
     @property
     def can_send_request(self) -> bool:
@@ -113,9 +122,12 @@ class _StatelessDispatchContext:
 _TRANSPORT = TransportContext(kind="streamable-http", can_send_request=False)
 
 
-def _json_response(body: bytes) -> Response:
-    """A reply framed as the transport frames it (`_create_json_response`)."""
-    return Response(body, status_code=200, headers={"Content-Type": _JSON})
+async def _send_json(send: Send, body: bytes) -> None:
+    """A reply framed as the transport frames it (`_create_json_response`: a starlette `Response` with status 200
+    and `Content-Type: application/json`, which adds the length), sent as that response sends itself."""
+    headers = [(b"content-type", _JSON.encode()), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class LeanMcp:
@@ -137,6 +149,10 @@ class LeanMcp:
         """Serialized `tools/list` results per protocol version."""
         self.answered = 0
         """Requests answered here rather than by the SDK (tests read it)."""
+        self.no_channel = Connection.from_envelope(DEFAULT_NEGOTIATED_VERSION, None, None).outbound
+        """The SDK's no-back-channel outbound of a born-ready connection."""
+        self.passing_headers: set[tuple[str | None, ...]] = set()
+        """Content-Type, Host, Origin and Accept values that passed the SDK's header checks."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -166,15 +182,12 @@ class LeanMcp:
             return
         answer = await self._answer(request, message, version or DEFAULT_NEGOTIATED_VERSION)
         self.answered += 1
-        await _json_response(answer)(scope, receive, send)
+        await _send_json(send, answer)
 
     async def _eligible(self, request: Request, body: bytes) -> JSONRPCRequest | None:
         """The request, when the SDK would serve it as a single stateless `tools/call` or `tools/list` (every check
         passed); None otherwise."""
-        if await self.security.validate_request(request, is_post=True) is not None:
-            return None
-        has_json, _ = check_accept_headers(request)
-        if not has_json or not _content_type_is_json(request):
+        if not await self._headers_pass(request):
             return None
         try:
             raw = pydantic_core.from_json(body)
@@ -188,6 +201,23 @@ class LeanMcp:
             return None
         return message if isinstance(message, JSONRPCRequest) else None
 
+    async def _headers_pass(self, request: Request) -> bool:
+        """The SDK's header checks (transport security, Accept, Content-Type), which read only these four headers:
+        a combination that passed once passes again, so it is remembered (a few per client) and not re-checked."""
+        headers = request.headers
+        key = (headers.get("content-type"), headers.get("host"), headers.get("origin"), headers.get("accept"))
+        if key in self.passing_headers:
+            return True
+        if await self.security.validate_request(request, is_post=True) is not None:
+            return False
+        has_json, _ = check_accept_headers(request)
+        if not has_json or not _content_type_is_json(request):
+            return False
+        if len(self.passing_headers) >= _PASSING_HEADERS_KEPT:
+            self.passing_headers.clear()
+        self.passing_headers.add(key)
+        return True
+
     async def _answer(self, request: Request, message: JSONRPCRequest, version: str) -> bytes:
         cacheable = message.method == "tools/list" and not message.params
         if cacheable and (listing := self.listings.get(version)) is not None:
@@ -197,7 +227,7 @@ class LeanMcp:
             request_id=message.id,
             message_metadata=ServerMessageMetadata(request_context=request, can_send_request=False),
         )
-        connection = Connection.from_envelope(version, None, None)
+        connection = born_ready(self.no_channel, version)
         runner = ServerRunner(self.server, connection, self._lifespan_state())
         try:  # `serve_one`, the SDK's single-exchange driver, step by step
             result = await runner.on_request(dctx, message.method, message.params)
@@ -226,6 +256,15 @@ class LeanMcp:
         # The state the manager entered the server's lifespan with (once, in `run()`), as it hands it to every
         # stateless request; the SDK keeps it on a private attribute.
         return getattr(self.manager, "_lifespan_state", None)
+
+
+def born_ready(no_channel: Outbound, version: str) -> Connection:
+    """The connection the stateless transport builds, `Connection.from_envelope(version, None, None)`, without the
+    factory's two failed validations of the absent client info and capabilities (a raised pydantic error each, a
+    twentieth of a warm `tools/call`): no back-channel, no client parameters, initialized. A test compares the two."""
+    connection = Connection(no_channel, protocol_version=version)
+    connection.initialized.set()
+    return connection
 
 
 def _nothing_to_close(connection: Connection) -> bool:

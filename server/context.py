@@ -5,9 +5,7 @@ checker of `shared.auth`."""
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 from mcp.server.mcpserver.exceptions import ToolError
 
@@ -20,15 +18,29 @@ current_principal: ContextVar[Principal | None] = ContextVar("loop_kpi_principal
 current_transport: ContextVar[Transport] = ContextVar("loop_kpi_transport", default="mcp-memory")
 
 
-@contextmanager
-def publish(principal: Principal, transport: Transport) -> Generator[None]:
-    """Make a caller visible to the tools for as long as the context lasts (one HTTP request, say)."""
-    principal_token = current_principal.set(principal)
-    transport_token = current_transport.set(transport)
-    caller_token = current_caller.set(principal.subject)
-    try:
-        yield
-    finally:
+class publish:
+    """Make a caller visible to the tools for as long as the context lasts (one HTTP request, say). A class rather
+    than a generator: it runs on every MCP request, and this is a third of the cost."""
+
+    __slots__ = ("_tokens", "principal", "transport")
+    principal: Principal
+    transport: Transport
+
+    def __init__(self, principal: Principal, transport: Transport) -> None:
+        self.principal = principal
+        self.transport = transport
+        self._tokens: tuple[Token[Principal | None], Token[Transport], Token[str | None]] | None = None
+
+    def __enter__(self) -> None:
+        self._tokens = (
+            current_principal.set(self.principal),
+            current_transport.set(self.transport),
+            current_caller.set(self.principal.subject),
+        )
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._tokens is not None
+        principal_token, transport_token, caller_token = self._tokens
         current_caller.reset(caller_token)
         current_transport.reset(transport_token)
         current_principal.reset(principal_token)

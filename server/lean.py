@@ -1,15 +1,15 @@
-"""Fewer tokens for the model, same meaning: tool results and `tools/list` as the SDK builds them, made lean.
+"""Fewer tokens for the model, same meaning: `tools/list` as the SDK builds it, made lean.
 
-- A tool result's text block is the compact JSON of its `structuredContent` (the SDK pretty-prints it with a
-  two-space indent: 1.35-1.5x the bytes, all of it whitespace a model pays for as tokens). `structuredContent` is
-  left as it is.
+- A tool result's text block is the compact JSON of its `structuredContent` from the start: the tools hand the SDK
+  a ready result built from the cached answer's JSON (`server.tools.tool_result`), where the SDK would pretty-print
+  the result model with a two-space indent (1.35-1.5x the bytes, all of it whitespace a model pays for as tokens).
 - In `tools/list`, the schemas lose the `title` pydantic derives from each field and model name ("Change Pct" for
   `change_pct`: a name said twice), and a description repeated across tools (the result envelope's `data_source`,
   `partial`, `sources`, ...) is kept in the first tool that carries it only; the server instructions state the
   envelope once for all tools. Types, formats, limits, enums, defaults and `required` are untouched, so what a
   schema accepts is unchanged.
 
-Both are applied by one server middleware, so every transport (stdio, HTTP, in memory) answers the same bytes.
+The listing is made lean by a server middleware, so every transport (stdio, HTTP, in memory) answers the same bytes.
 """
 
 from __future__ import annotations
@@ -17,32 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
-import pydantic_core
 from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
 
 SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
 """Schema keywords whose value maps names (not keywords) to subschemas."""
-
-
-def compact_json(value: object) -> str:
-    """`value` as JSON without insignificant whitespace (non-ASCII kept as is, as the SDK does)."""
-    return pydantic_core.to_json(value).decode()
-
-
-def compact_result(result: dict[str, Any]) -> dict[str, Any]:
-    """A wire `CallToolResult` whose single text block becomes the compact JSON of its `structuredContent`."""
-    structured = result.get("structuredContent")
-    content = result.get("content")
-    if structured is None or result.get("isError") or not isinstance(content, list):
-        return result
-    blocks = cast("list[object]", content)
-    if (
-        len(blocks) != 1
-        or not isinstance(blocks[0], dict)
-        or cast("dict[str, object]", blocks[0]).get("type") != "text"
-    ):
-        return result
-    return {**result, "content": [{**cast("dict[str, Any]", blocks[0]), "text": compact_json(structured)}]}
 
 
 def _auto_title(name: str) -> str:
@@ -93,24 +71,22 @@ def lean_listing(result: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def lean_middleware() -> ServerMiddleware[Any]:
-    """The server middleware applying both; the listing is computed once per protocol version (a server's tools
-    are fixed once built)."""
+    """The server middleware making `tools/list` lean; the listing is computed once per protocol version (a
+    server's tools are fixed once built)."""
     listings: dict[object, tuple[object, dict[str, Any]]] = {}
 
     async def lean(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method != "tools/list":
+            return await call_next(ctx)
         result = await call_next(ctx)
         if not isinstance(result, dict):
             return result
-        if ctx.method == "tools/call":
-            return compact_result(result)
-        if ctx.method == "tools/list":
-            key: object = getattr(ctx, "protocol_version", None)
-            cached = listings.get(key)
-            if cached is not None and cached[0] == result:
-                return cached[1]
-            listing = lean_listing(result)
-            listings[key] = (result, listing)
-            return listing
-        return result
+        key: object = getattr(ctx, "protocol_version", None)
+        cached = listings.get(key)
+        if cached is not None and cached[0] == result:
+            return cached[1]
+        listing = lean_listing(result)
+        listings[key] = (result, listing)
+        return listing
 
     return lean

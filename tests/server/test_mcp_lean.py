@@ -16,11 +16,13 @@ from typing import Any
 import httpx2
 import pytest
 from fastapi import FastAPI
+from mcp.server.connection import Connection
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.routing import Route
 
 from api.guard import McpGuard
 from api.main import create_app
-from api.mcp_lean import LeanMcp
+from api.mcp_lean import LeanMcp, born_ready
 from shared.settings import Settings
 from tests.conftest import clock, token
 
@@ -199,3 +201,16 @@ async def test_without_a_token_the_guard_answers_before_either_path(apps: tuple[
     assert [answer.status_code for answer in answers] == [401, 401]
     assert answers[0].content == answers[1].content
     assert lean_app_of(lean).answered == 0
+
+
+@pytest.mark.parametrize("version", sorted(HANDSHAKE_PROTOCOL_VERSIONS))
+def test_the_lean_paths_connection_is_the_one_the_stateless_transport_builds(version: str) -> None:
+    theirs = Connection.from_envelope(version, None, None)
+    ours = born_ready(theirs.outbound, version)
+    assert ours.outbound is theirs.outbound and not ours.has_standalone_channel
+    assert ours.initialized.is_set() and theirs.initialized.is_set()
+    assert ours.initialize_accepted == theirs.initialize_accepted
+    plain = ("protocol_version", "session_id", "client_capabilities", "client_params", "state")
+    assert {name: getattr(ours, name) for name in plain} == {name: getattr(theirs, name) for name in plain}
+    assert vars(ours).keys() == vars(theirs).keys()
+    assert type(ours.exit_stack) is type(theirs.exit_stack)

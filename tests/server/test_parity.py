@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import anyio
+import pydantic_core
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -94,6 +95,25 @@ def test_rest_json_equals_mcp_structured_content_over_the_same_apps_http_endpoin
     result: dict[str, Any] = response.json()["result"]
     assert result["isError"] is False
     assert_same_result(rest_body, result["structuredContent"])
+
+
+@pytest.mark.parametrize(("operation", "arguments"), CALLS, ids=CALL_IDS)
+def test_each_tool_results_text_block_is_the_compact_json_of_its_structured_content_and_the_rest_body(
+    rest: TestClient, operation: str, arguments: dict[str, Any]
+) -> None:
+    method, path, request = rest_request(operation, arguments)
+    rest_response = rest.request(method, path, **request)
+    assert rest_response.status_code == 200, rest_response.text
+    for _ in ("computed", "cached"):
+        response = rest.post(
+            "/mcp", json=jsonrpc("tools/call", {"name": operation, "arguments": arguments}), headers=MCP_POST_HEADERS
+        )
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()["result"]
+        [block] = result["content"]
+        assert block["type"] == "text"
+        assert block["text"] == pydantic_core.to_json(result["structuredContent"]).decode()
+        assert block["text"].encode() == rest_response.content
 
 
 @pytest.mark.anyio

@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,11 +14,12 @@ import anyio
 import pytest
 from fastapi.testclient import TestClient
 from mcp import Client
+from mcp.server._otel import OpenTelemetryMiddleware
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 
 from api.main import create_app
-from server.tools import INSTRUCTIONS, build_mcp
+from server.tools import INSTRUCTIONS, build_mcp, traced_when_configured, tracing_configured
 from shared.auth.allowlist import UnknownOperationError, resolve_allowlist
 from shared.auth.scopes import KPI_READ, Principal
 from shared.operations import OPERATIONS as REGISTRY
@@ -448,3 +449,34 @@ async def test_service_errors_become_tool_errors_with_the_rest_problem_title_and
     for secret in SECRETS:
         assert secret not in text
         assert secret not in response.text
+
+
+# ---------------------------------------------------------------------------------------------- tracing
+
+
+@pytest.mark.anyio
+async def test_the_sdks_tracing_middleware_runs_only_once_a_tracer_provider_is_configured() -> None:
+    def no_runtime() -> Runtime:
+        raise AssertionError("no tool is called here")
+
+    server = build_mcp(no_runtime)
+    assert not any(isinstance(middleware, OpenTelemetryMiddleware) for middleware in server.middleware)
+    assert not tracing_configured()  # the tests install no provider: the SDK's spans would all be no-ops
+
+    spans: list[object] = []
+
+    async def tracer(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+        spans.append(ctx)
+        return await call_next(ctx)
+
+    async def handler(ctx: Any) -> dict[str, Any]:
+        return {"answered": ctx}
+
+    configured = False
+    traced = traced_when_configured(tracer, lambda: configured)
+    first: Any = "tools/call #1"
+    second: Any = "tools/call #2"
+    assert await traced(first, handler) == {"answered": first}
+    configured = True
+    assert await traced(second, handler) == {"answered": second}
+    assert spans == [second]
