@@ -311,6 +311,43 @@ async def mcp_latency(settings: Settings, count: int) -> list[Row]:
     ]
 
 
+def _wire_bytes(value: Any) -> int:
+    """Bytes of `value` as compact JSON (what a client receives, without whitespace)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+async def mcp_sizes(settings: Settings) -> list[Row]:
+    """What an assistant reads: the `tools/list` payload (lean vs the SDK's own), and a tool result's text block vs
+    the compact JSON of its `structuredContent`."""
+    async with open_runtime(settings) as runtime:
+        current_principal.set(Principal.local("bench"))
+        lean = build_mcp(lambda: runtime)
+        plain = build_mcp(lambda: runtime)
+        plain.middleware.pop()  # the lean middleware, appended last (server/lean.py)
+        async with Client(lean) as client, Client(plain) as sdk:
+            ours = _wire_bytes((await client.list_tools()).model_dump(mode="json", by_alias=True, exclude_none=True))
+            base = _wire_bytes((await sdk.list_tools()).model_dump(mode="json", by_alias=True, exclude_none=True))
+            journey = await client.call_tool("kpi_user_journey", {"user_id": "user_00042"})
+    text = next(block.text for block in journey.content if block.type == "text")
+    structured = _wire_bytes(journey.structured_content)
+    return [
+        Row(
+            "MCP tools/list payload, 5 tools (compact JSON bytes)",
+            f"{ours:,} B",
+            f"{base:,} B (the SDK's own listing: derived titles, repeated descriptions)",
+            f"{ours / base:.2f}x",
+            "lean, descriptions not repeated",
+        ),
+        Row(
+            "Tool result text block vs compact JSON of its structuredContent (kpi_user_journey user_00042)",
+            f"{len(text.encode()):,} B",
+            f"{structured:,} B",
+            f"{len(text.encode()) / structured:.2f}x",
+            "<= 1.05x",
+        ),
+    ]
+
+
 async def mcp_http_latency(sandbox_url: str, count: int) -> list[Row]:
     from mcp.client.streamable_http import streamable_http_client
 
@@ -604,6 +641,7 @@ def main(argv: list[str] | None = None) -> int:
         single = float(rest_rows[0].measured.split()[0].replace(",", ""))
         rows += workers_throughput(sandbox.base_url, args.seconds, single)
         rows += anyio.run(mcp_latency, settings, args.calls)
+        rows += anyio.run(mcp_sizes, settings)
         rows += anyio.run(mcp_http_latency, sandbox.base_url, args.calls)
         rows += mcp_http_cpu(sandbox.base_url, args.seconds)
         rows += stdio_startup(args.startup_runs)
@@ -640,6 +678,8 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "",
             table,
+            "",
+            "Where the MCP rows' time goes (profiles before and after the lean path): `docs/mcp-performance.md`.",
             "",
             (
                 "Reproduce: `make bench` (uses `wrk` when installed: `apt-get install wrk`; otherwise a Python load "
