@@ -94,6 +94,23 @@ def validation_problem(errors: Sequence[Any], *, instance: str | None = None) ->
     )
 
 
+def http_error_response(exc: StarletteHTTPException, *, instance: str) -> Response:
+    """The problem details of an HTTP error raised by the framework or a middleware (404, 405, 413, ...)."""
+    if exc.status_code == 400:
+        # FastAPI's only 400: a request body it could not decode (e.g. not UTF-8). Same answer as invalid JSON.
+        return validation_problem(
+            [{"type": "json_invalid", "loc": ("body",), "msg": str(exc.detail)}], instance=instance
+        )
+    titles = {404: "Not found", 405: "Method not allowed", 413: "Request body too large"}
+    return problem(
+        exc.status_code,
+        titles.get(exc.status_code, "HTTP error"),
+        str(exc.detail),
+        instance=instance,
+        headers=dict(exc.headers or {}),
+    )
+
+
 def add_exception_handlers(app: FastAPI) -> None:
     """Install the problem-details handlers on the app."""
 
@@ -107,19 +124,7 @@ def add_exception_handlers(app: FastAPI) -> None:
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        if exc.status_code == 400:
-            # FastAPI's only 400: a request body it could not decode (e.g. not UTF-8). Same answer as invalid JSON.
-            return validation_problem(
-                [{"type": "json_invalid", "loc": ("body",), "msg": str(exc.detail)}], instance=request.url.path
-            )
-        titles = {404: "Not found", 405: "Method not allowed", 413: "Request body too large"}
-        return problem(
-            exc.status_code,
-            titles.get(exc.status_code, "HTTP error"),
-            str(exc.detail),
-            instance=request.url.path,
-            headers=dict(exc.headers or {}),
-        )
+        return http_error_response(exc, instance=request.url.path)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("unexpected error on %s %s", request.method, request.url.path)

@@ -24,7 +24,7 @@ from api.errors import add_exception_handlers
 from api.fastpath import CachedAnswers, OperationRoute
 from api.guard import RestGuard
 from api.limits import BodyLimit
-from api.mcp import mount_mcp
+from api.mcp import EarlyMcp, mount_mcp
 from api.openapi import Problem, document_kpi_responses
 from api.routes import health
 from api.routes.kpi import PREFIX, build_router
@@ -123,13 +123,14 @@ def create_app(
     app.include_router(kpi_router)
     _register_problem_schema(app)
     mount_dashboard(app, settings)
-    mount_mcp(app, mcp, settings, get_runtime)
+    mcp_endpoint = mount_mcp(app, mcp, settings, get_runtime)
     by_id = {operation.id: operation for operation in operations}
     routes: list[OperationRoute] = [
         (route, by_id[route.operation_id])
         for route in kpi_router.routes
         if isinstance(route, APIRoute) and route.operation_id in by_id
     ]
+    app.add_middleware(EarlyMcp, endpoint=mcp_endpoint)
     app.add_middleware(CachedAnswers, get_runtime=get_runtime, routes=lambda: routes)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(RestGuard, get_runtime=get_runtime, routes=lambda: routes, prefix=PREFIX + "/")
