@@ -177,7 +177,10 @@ class FakeClock:
     """A monotonic clock that only moves when told to."""
 
     def __init__(self) -> None:
-        self.now = time.time()  # tokens are minted on the wall clock; the verifier checks them on this one
+        # Tokens are minted on the wall clock (`iat` in whole seconds); the verifier checks them on this one, which
+        # starts a little ahead so a token minted a moment later (the next second, on a loaded machine) is not
+        # "issued in the future" with no leeway.
+        self.now = time.time() + 5
 
     def __call__(self) -> float:
         return self.now
