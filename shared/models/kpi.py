@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints
 
 from shared.errors import Source  # the one Source type, used by the models' users as `m.Source` too
 from shared.models import definitions as d
@@ -128,6 +128,17 @@ class ResultMeta(_Model):
     provenance: list[Provenance] = Field(
         default_factory=list[Provenance], description="Where each group of figures came from and what it means."
     )
+    _short_lived: bool = PrivateAttr(default=False)
+
+    @property
+    def short_lived(self) -> bool:
+        """Whether this answer should be cached only briefly although no source failed (an optional check that
+        could have added a warning did not run); not part of the wire format."""
+        return self._short_lived
+
+    def keep_briefly(self, brief: bool = True) -> None:
+        """Mark this answer as `short_lived` (see there)."""
+        self._short_lived = brief
 
 
 # ---------------------------------------------------------------------------------------------- overview

@@ -219,7 +219,7 @@ class CachedKpiService:
                 ) from exc
             body = value.model_dump_json().encode()
             stored_at = self.clock()
-            keep = min(ttl, self.ttl.partial) if value.partial else ttl
+            keep = min(ttl, self.ttl.partial) if value.partial or value.short_lived else ttl
             if keep > 0:
                 await self.cache.set(key, CacheEntry(body, stored_at, keep, value))
             flight.result = Served(body, stored_at, keep, hit=False, model=model, _value=value)

@@ -47,6 +47,8 @@ class Notes:
 
     warnings: list[m.FigureWarning] = field(default_factory=list[m.FigureWarning])
     provenance: list[m.Provenance] = field(default_factory=list[m.Provenance])
+    checks_failed: bool = False
+    """An optional check that could have added a warning did not run: the answer is cached only briefly."""
 
     def missing(self, figure: str, source: Source, reason: str) -> None:
         """Record that `figure` is null (or derived) and why."""

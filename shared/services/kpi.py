@@ -238,7 +238,7 @@ class KpiService:
             sources.append(("revenuecat", trial))
             if not isinstance(trial, KpiError):
                 notes.extend(trial[1])
-        return m.ConversionResult(
+        result = m.ConversionResult(
             **self._meta(notes, *sources),
             start_date=span.start,
             end_date=span.end,
@@ -248,6 +248,8 @@ class KpiService:
             overall_conversion_pct=pct(counts[-1], counts[0]) or 0.0,
             trial_conversion=None if trial is None or isinstance(trial, KpiError) else trial[0],
         )
+        result.keep_briefly(notes.checks_failed)
+        return result
 
     async def _check_unseen_steps(
         self, client: AmplitudeClient, steps: Sequence[str], counts: Sequence[float], span: DateRange, notes: Notes
@@ -290,6 +292,7 @@ class KpiService:
         definition = d.EVENT_TOTALS
         if failed:
             definition += f" The check failed for {', '.join(failed)}: no warning could be given there."
+            notes.checks_failed = True
         notes.cite(
             checked,
             "amplitude",

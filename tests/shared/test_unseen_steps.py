@@ -130,6 +130,20 @@ async def test_a_failing_check_keeps_the_answer_without_the_warning_and_says_so_
     assert "The check failed for steps[0]" in check.definition and "steps[1]" in check.definition
 
 
+async def test_an_answer_whose_check_failed_is_cached_only_as_long_as_a_partial_one(
+    runtime: Runtime, sandbox: SandboxState
+) -> None:
+    sandbox.inject("amplitude.segmentation", FaultSpec(status=503))
+    failed = await runtime.cached.answer(CONVERSION, _query("Sign Upp", "Subscribe"))
+    assert failed.value.short_lived and failed.ttl == runtime.cached.ttl.partial
+    assert "short_lived" not in failed.value.model_dump_json()  # not part of the wire format
+
+    sandbox.clear_faults()
+    checked = await runtime.cached.answer(CONVERSION, _query("Sign Upq", "Subscribe"))
+    assert not checked.value.short_lived and checked.ttl > runtime.cached.ttl.partial
+    assert checked.value.warnings  # the check ran this time
+
+
 async def test_a_slow_check_gives_up_in_time_and_keeps_the_answer(
     runtime: Runtime, sandbox: SandboxState, monkeypatch: pytest.MonkeyPatch
 ) -> None:
