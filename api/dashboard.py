@@ -28,6 +28,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from shared.auth.challenge import resource_url
 from shared.settings import Settings
 from shared.ui import STATIC_DIR
 
@@ -146,21 +147,24 @@ def redirect_uri(settings: Settings) -> str:
     return settings.KPI_PUBLIC_URL + DASHBOARD_PATH + "/"
 
 
+def sign_in_configured(settings: Settings | None) -> bool:
+    """Whether the dashboard signs in through an identity provider (an issuer and a public client id are set)."""
+    return settings is not None and bool(
+        (settings.KPI_JWT_ISSUER or "").strip() and (settings.KPI_OIDC_CLIENT_ID or "").strip()
+    )
+
+
 def sign_in_config(settings: Settings | None, dashboard: Dashboard) -> dict[str, Any] | None:
     """What the page needs to sign in through the identity provider, or None when that is not configured (then the
     page offers only the paste-a-token path). Public by nature: no secret, nothing a public client must hide."""
-    if settings is None:
-        return None
-    issuer = (settings.KPI_JWT_ISSUER or "").strip()
-    client_id = (settings.KPI_OIDC_CLIENT_ID or "").strip()
-    if not issuer or not client_id:
+    if settings is None or not sign_in_configured(settings):
         return None
     return {
-        "issuer": issuer,
-        "client_id": client_id,
+        "issuer": (settings.KPI_JWT_ISSUER or "").strip(),
+        "client_id": (settings.KPI_OIDC_CLIENT_ID or "").strip(),
         "scopes": list(settings.KPI_OIDC_SCOPES),
         # RFC 8707: the token must be for this service (the audience it accepts, its MCP resource URL).
-        "resource": settings.KPI_PUBLIC_URL + "/mcp",
+        "resource": resource_url(settings),
         "redirect_uri": redirect_uri(settings),
         "post_logout_redirect_uri": redirect_uri(settings),
         "library": dashboard.urls[LAZY_ASSETS[0]],
@@ -175,8 +179,8 @@ def origin_of(url: str) -> str:
 def mount_dashboard(app: FastAPI, settings: Settings | None = None) -> Dashboard:
     """Serve the dashboard at `/dashboard`, its assets under `/dashboard/assets/`, its sign-in configuration at
     `/dashboard/sign-in.json` (404 when none), and redirect `/` to it."""
-    config = sign_in_config(settings, load_dashboard())
-    dashboard = load_dashboard(sign_in=config is not None)
+    dashboard = load_dashboard(sign_in=sign_in_configured(settings))
+    config = sign_in_config(settings, dashboard)
     secure = security_headers(content_security_policy((origin_of(config["issuer"]),) if config else ()))
     config_file = StaticFile.of(json.dumps(config).encode(), "application/json") if config else None
 

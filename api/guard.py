@@ -21,7 +21,6 @@ from api.state import cache_hit_of, set_principal
 from server.context import publish
 from shared.audit import Transport, audit
 from shared.auth.bearer import authenticate_bearer, authorization_header
-from shared.auth.challenge import challenge_metadata_url
 from shared.auth.scopes import Principal, require_kpi_access
 from shared.caller import current_caller
 from shared.errors import AuthError
@@ -84,11 +83,13 @@ class RestGuard:
         get_runtime: Callable[[], Runtime],
         routes: Callable[[], Sequence[OperationRoute]],
         prefix: str,
+        resource_metadata: str | None,
     ) -> None:
         self.app = app
         self.get_runtime = get_runtime
         self.routes = routes
         self.prefix = prefix
+        self.resource_metadata = resource_metadata
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not str(scope.get("path", "")).startswith(self.prefix):
@@ -97,15 +98,14 @@ class RestGuard:
         found = match_operation(self.routes(), scope)
         operation = found.operation.id if found is not None else UNKNOWN_OPERATION
         started = time.perf_counter()
-        runtime = self.get_runtime()
         principal = await authenticate(
             scope,
             receive,
             send,
-            runtime,
+            self.get_runtime(),
             operation=operation,
             transport="rest",
-            resource_metadata=challenge_metadata_url(runtime.settings),
+            resource_metadata=self.resource_metadata,
         )
         if principal is None:
             return

@@ -30,6 +30,7 @@ from api.routes import health
 from api.routes.kpi import PREFIX, build_router
 from server.tools import build_mcp
 from shared.auth.allowlist import resolve_allowlist
+from shared.auth.challenge import challenge_metadata_url
 from shared.operations import OPERATIONS, AnyOperation
 from shared.runtime import Runtime, open_runtime, sandbox_upstreams
 from shared.settings import Settings, get_settings
@@ -133,7 +134,13 @@ def create_app(
     app.add_middleware(EarlyMcp, endpoint=mcp_endpoint)
     app.add_middleware(CachedAnswers, get_runtime=get_runtime, routes=lambda: routes)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
-    app.add_middleware(RestGuard, get_runtime=get_runtime, routes=lambda: routes, prefix=PREFIX + "/")
+    app.add_middleware(
+        RestGuard,
+        get_runtime=get_runtime,
+        routes=lambda: routes,
+        prefix=PREFIX + "/",
+        resource_metadata=challenge_metadata_url(settings),
+    )
     if settings.KPI_SANDBOX:
         app.add_middleware(DataSourceHeader)
     return app

@@ -30,22 +30,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.errors import http_error_response
 from api.guard import McpGuard
 from api.mcp_lean import LeanMcp
-from shared.auth.challenge import PRM_PATH, challenge_metadata_url
+from shared.auth.challenge import MCP_PATH, PRM_PATH, challenge_metadata_url, resource_url
 from shared.auth.scopes import KPI_READ
 from shared.runtime import Runtime
 from shared.settings import Settings
-
-MCP_PATH = "/mcp"
-
-
-def resource_url(settings: Settings) -> str:
-    """The MCP endpoint's public URL, the protected resource's identifier."""
-    return settings.KPI_PUBLIC_URL + MCP_PATH
-
-
-def resource_metadata_url(settings: Settings) -> str:
-    """Where the RFC 9728 metadata of the MCP endpoint is served (with an issuer configured)."""
-    return settings.KPI_PUBLIC_URL + PRM_PATH
 
 
 def transport_security(settings: Settings) -> TransportSecuritySettings:

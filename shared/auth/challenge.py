@@ -11,8 +11,16 @@ from __future__ import annotations
 from shared.errors import AuthenticationError, InsufficientScopeError
 from shared.settings import Settings
 
+MCP_PATH = "/mcp"
+"""The MCP endpoint's path; `KPI_PUBLIC_URL` + this is the protected resource (and the tokens' default audience)."""
 PRM_PATH = "/.well-known/oauth-protected-resource"
 """Where the RFC 9728 protected resource metadata of the MCP endpoint is served (with an issuer only)."""
+
+
+def resource_url(settings: Settings) -> str:
+    """The MCP endpoint's public URL: the protected resource's identifier, what MCP clients and the dashboard ask
+    for as RFC 8707 `resource`, and the audience tokens carry by default."""
+    return settings.KPI_PUBLIC_URL + MCP_PATH
 
 
 def challenge_metadata_url(settings: Settings) -> str | None:

@@ -28,6 +28,7 @@ import jwt
 from jwt.exceptions import InvalidSubjectError
 from jwt.types import Options
 
+from shared.auth.challenge import resource_url
 from shared.auth.scopes import KPI_READ, Principal
 from shared.errors import AuthenticationError
 from shared.settings import MIN_SECRET_LENGTH, Settings, check_https_url
@@ -35,7 +36,6 @@ from shared.settings import MIN_SECRET_LENGTH, Settings, check_https_url
 __all__ = [
     "JWKS_ALGORITHMS",
     "MAX_TOKEN_LENGTH",
-    "MCP_RESOURCE_PATH",
     "MIN_SECRET_LENGTH",
     "TokenVerifier",
     "mint_token",
@@ -50,8 +50,6 @@ VERIFIED_MAX_ENTRIES = 1024
 JWKS_ALGORITHMS: frozenset[str] = frozenset({"RS256", "ES256"})
 """The asymmetric algorithms accepted with JWKS keys."""
 HMAC_ALGORITHM = "HS256"
-MCP_RESOURCE_PATH = "/mcp"
-"""The MCP endpoint's path: `KPI_PUBLIC_URL` + this is the protected resource's identifier, the default audience."""
 
 _MAX_JWKS_BYTES = 512 * 1024
 _MAX_DISCOVERY_BYTES = 256 * 1024
@@ -69,7 +67,7 @@ def token_audiences(settings: Settings) -> tuple[str, ...]:
     if settings.KPI_JWT_AUDIENCE:
         return settings.KPI_JWT_AUDIENCE
     if settings.KPI_JWT_ISSUER:
-        return (settings.KPI_PUBLIC_URL + MCP_RESOURCE_PATH,)
+        return (resource_url(settings),)
     return ()
 
 
@@ -263,11 +261,8 @@ class TokenVerifier:
             key = self._lookup(alg, kid)
             if key is not None and not self._stale():
                 return key
-            now = self._clock()
-            if self._attempted_at is None or now - self._attempted_at >= self._refetch_interval:
-                self._attempted_at = now
-                await self._refresh()
-                key = self._lookup(alg, kid)
+            await self._refresh_if_due()
+            key = self._lookup(alg, kid)
         if key is not None:
             return key  # possibly from a stale key set whose refresh failed or was rate-limited
         if self._last_fetch_failed and self._fetched_at is None:
@@ -282,15 +277,21 @@ class TokenVerifier:
             return None
         if self._stale():
             async with self._lock:
-                now = self._clock()
-                if self._stale() and (self._attempted_at is None or now - self._attempted_at >= self._refetch_interval):
-                    self._attempted_at = now
-                    await self._refresh()
+                if self._stale():
+                    await self._refresh_if_due()
         if self._keys_by_kid or self._keys_without_kid:
             return None
         if self._jwks_url is None and self._discovered_jwks_url is None:
             return f"the issuer's discovery document could not be read (or names another issuer than {self._issuer})"
         return "the JWKS could not be fetched or holds no usable key"
+
+    async def _refresh_if_due(self) -> None:
+        """Refetch the keys unless the last attempt is younger than the refetch interval (the caller holds the lock):
+        unknown kids and `/readyz` never hammer the identity provider."""
+        now = self._clock()
+        if self._attempted_at is None or now - self._attempted_at >= self._refetch_interval:
+            self._attempted_at = now
+            await self._refresh()
 
     def _stale(self) -> bool:
         return self._fetched_at is None or self._clock() - self._fetched_at >= self._max_age
@@ -487,8 +488,8 @@ def _member(value: object, key: str) -> object:
 def _principal(
     claims: Mapping[str, object],
     *,
-    scope_claims: Sequence[str] = ("scope", "scp", "scopes"),
-    role_claims: Sequence[str] = ("role", "roles"),
+    scope_claims: Sequence[str],
+    role_claims: Sequence[str],
 ) -> Principal:
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject.strip():

@@ -231,8 +231,7 @@ class KpiService:
             basis="date_range",
             definition=d.FUNNEL,
         )
-        if any(round(count) == 0 for count in counts):
-            await self._check_unseen_steps(client, steps, counts, span, notes)
+        await self._check_unseen_steps(client, steps, counts, span, notes)
         sources: list[tuple[m.Source, object]] = [("amplitude", None)]
         if trial is not None:
             sources.append(("revenuecat", trial))
@@ -258,6 +257,8 @@ class KpiService:
         such event type (so the usual funnel costs nothing extra); a total of 0 is a warning (a misspelled or
         untracked event type), a failed request only costs that warning, never the answer."""
         unseen = list(dict.fromkeys(step for step, count in zip(steps, counts, strict=True) if round(count) == 0))
+        if not unseen:
+            return  # someone reached every step: nothing to check, nothing asked
         totals: dict[str, int | KpiError] = {}
 
         async def total(event_type: str) -> None:
