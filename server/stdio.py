@@ -53,13 +53,13 @@ async def identify(settings: Settings) -> Principal:
             f"--ttl {DESKTOP_TOKEN_TTL}), or use --sandbox for the synthetic demo data.",
             token_sent=False,
         )
-    if settings.KPI_JWT_SECRET is None and not settings.KPI_JWKS_URL:
-        raise AuthenticationError(
-            "cannot be verified: set KPI_JWT_SECRET (the secret the token was signed with) or KPI_JWKS_URL "
-            "(your identity provider's JWKS).",
-            token_sent=True,
-        )
     async with TokenVerifier(settings) as verifier:
+        if not verifier.configured:
+            raise AuthenticationError(
+                "cannot be verified: set KPI_JWT_SECRET (the secret the token was signed with), KPI_JWT_ISSUER "
+                "(your identity provider) or KPI_JWKS_URL (its JWKS).",
+                token_sent=True,
+            )
         return await verifier.verify(token)
 
 

@@ -195,6 +195,19 @@ async def test_a_token_without_a_verifier_names_both_ways_to_configure_one() -> 
         await identify(settings)
 
     assert "set KPI_JWT_SECRET" in refused.value.detail and "or KPI_JWKS_URL" in refused.value.detail
+    assert "KPI_JWT_ISSUER" in refused.value.detail
+
+
+@pytest.mark.anyio
+async def test_an_issuer_alone_is_a_verifier_for_the_stdio_token() -> None:
+    # Keys come from the issuer's discovery: the token is verified, not refused as unverifiable. (An HS256 token
+    # with no secret is refused by the verifier itself, before any key is fetched: nothing leaves the machine.)
+    settings = Settings.model_validate({"KPI_ACCESS_TOKEN": token(), "KPI_JWT_ISSUER": "https://sso.example.com"})
+
+    with pytest.raises(AuthenticationError) as refused:
+        await identify(settings)
+
+    assert refused.value.detail == "no verification key configured"
 
 
 async def read_message(stdout: BufferedByteReceiveStream) -> dict[str, Any]:
