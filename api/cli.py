@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="serve REST (/api/kpi) and MCP (/mcp) over HTTP",
         description="Serve the REST API under /api/kpi, its docs at /docs and MCP over streamable HTTP at /mcp. "
-        "Upstream credentials and KPI_JWT_SECRET (or KPI_JWKS_URL) come from the environment or .env; with "
+        "Upstream credentials and KPI_JWT_SECRET (or KPI_JWT_ISSUER / KPI_JWKS_URL) come from the environment or .env; with "
         "--sandbox, synthetic data and a printed demo token instead.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
@@ -312,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
         "mcp",
         help="serve MCP over stdio (identity from KPI_ACCESS_TOKEN)",
         description="Serve MCP over stdin/stdout for Claude Desktop or Claude Code. The caller is KPI_ACCESS_TOKEN "
-        "(a token from loop-kpi token), verified at start-up with KPI_JWT_SECRET or KPI_JWKS_URL; with --sandbox "
+        "(a token from loop-kpi token or your identity provider), verified at start-up with KPI_JWT_SECRET, "
+        "KPI_JWT_ISSUER or KPI_JWKS_URL; with --sandbox "
         "and no token, a local caller on synthetic data.",
     )
     mcp.add_argument("--sandbox", action="store_true", help="serve the bundled synthetic data (or KPI_SANDBOX=1)")
