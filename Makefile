@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install demo demo-sso test lint format pytest bench screenshot clean
+.PHONY: install demo demo-sso test lint format pytest bench schemas screenshot clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: lint pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# The tools' output schemas, stored so `loop-kpi mcp` starts without deriving them (after changing a result model).
+schemas: $(STAMP)
+	$(BIN)/python -m server.schemas
 
 # The README's image: the dashboard on sandbox data (needs Debian's chromium), plus its bundle size and warm load time.
 screenshot: $(STAMP)

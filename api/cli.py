@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import logging
 import os
 import shlex
 import socket
 import sys
-from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
+from collections.abc import Generator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from shared.audit import AUDIT_LOGGER, AuditFormatter, EscapingFormatter
-from shared.auth.allowlist import UnknownOperationError, resolve_allowlist
-from shared.auth.tokens import mint_token, token_audiences
-from shared.settings import Settings
-
-if TYPE_CHECKING:  # the web stack is imported by `serve` only: `loop-kpi mcp` (stdio) starts without it
+if TYPE_CHECKING:
+    # Imported where used: the web stack by `serve` only (`loop-kpi mcp` starts without it), and the rest inside
+    # the commands, so that `loop-kpi mcp` imports it with the collector paused (`cmd_mcp`).
     from fastapi import FastAPI
+
+    from shared.settings import Settings
 
 DEMO_TOKEN_TTL = 8 * 3600
 EXIT_USAGE = 2
@@ -38,6 +36,8 @@ class ConfigurationError(Exception):
 
 
 def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("loop-kpi")
     except PackageNotFoundError:  # pragma: no cover - running from a tree that was never installed
@@ -78,6 +78,8 @@ def warn_unconfigured_sources(settings: Settings) -> None:
 
 def configure_logging(level: str = "INFO") -> None:
     """Logs go to stderr (stdout is the protocol channel of the stdio MCP server)."""
+    from shared.audit import AUDIT_LOGGER, AuditFormatter, EscapingFormatter
+
     logging.basicConfig(stream=sys.stderr, level=level)
     for handler in logging.getLogger().handlers:
         if type(handler) is logging.StreamHandler:  # basicConfig's (not a test harness's)
@@ -93,6 +95,8 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 def _settings(**overrides: Any) -> Settings:
+    from shared.settings import Settings
+
     base = Settings()
     given = {k: v for k, v in overrides.items() if v is not None}
     return Settings.model_validate({**base.model_dump(), **given}) if given else base
@@ -102,6 +106,8 @@ def banner(settings: Settings, *, given_secret: bool = False) -> str:
     """The sandbox start-up banner: where to go, a ready token, and a curl line that works as printed.
     `given_secret`: KPI_JWT_SECRET came from the operator (not made up for this process), so the token works on
     every instance sharing it."""
+    from shared.auth.tokens import mint_token, token_audiences
+
     secret = settings.KPI_JWT_SECRET.get_secret_value() if settings.KPI_JWT_SECRET else None
     base = settings.KPI_PUBLIC_URL
     lines = [
@@ -144,6 +150,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from api.connections import server_limits
     from api.main import create_app
+    from shared.auth.allowlist import resolve_allowlist
 
     configure_logging()
     public_url = os.environ.get("KPI_PUBLIC_URL") or f"http://{args.host}:{args.port}"
@@ -190,6 +197,7 @@ def worker_app() -> FastAPI:
     """The app of one `--workers` process: logging as in the parent, settings from the environment."""
     from api.connections import server_limits
     from api.main import create_app
+    from shared.settings import Settings
 
     configure_logging()
     server_limits(Settings())  # this worker's header timeout (uvicorn's parent passed the rest)
@@ -237,6 +245,9 @@ def serve_workers(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
+    from shared.auth.tokens import mint_token, token_audiences
+    from shared.settings import Settings
+
     settings = Settings()
     if settings.KPI_JWT_SECRET is None:
         raise ConfigurationError(
@@ -267,10 +278,29 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_mcp(args: argparse.Namespace) -> int:
-    import anyio
+@contextmanager
+def collector_paused() -> Generator[None]:
+    """Cyclic garbage collection paused for a start-up, then resumed without the objects the start-up made.
 
-    from server.stdio import run_stdio
+    Importing the MCP SDK creates over a hundred thousand objects that live as long as the process (modules,
+    classes, schemas); with the collector on, every burst of allocations has it trace them all again, a tenth of
+    `loop-kpi mcp`'s start-up here. They are created with collection paused and then frozen (`gc.freeze`: never
+    traced again, nor freed; a few hundred of them are start-up garbage), and collection resumes for everything
+    the session allocates."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    # A desktop host starts every configured server at launch and waits for `initialize`.
+    with collector_paused():
+        import anyio
+
+        from server.stdio import run_stdio
 
     configure_logging("WARNING")
     return anyio.run(run_stdio, _settings(KPI_SANDBOX=True if args.sandbox else None))
@@ -336,14 +366,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (ConfigurationError, UnknownOperationError) as exc:
-        print(f"loop-kpi {args.command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
-        print(f"loop-kpi {args.command}: invalid configuration: {problems}", file=sys.stderr)
-        return EXIT_USAGE
+    except ConfigurationError as exc:
+        return _usage_error(args.command, str(exc))
+    except ValueError as exc:  # what a setting's validation raises: both classes are ValueErrors
+        from pydantic import ValidationError
+
+        from shared.auth.allowlist import UnknownOperationError
+
+        if isinstance(exc, UnknownOperationError):
+            return _usage_error(args.command, str(exc))
+        if isinstance(exc, ValidationError):
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+            return _usage_error(args.command, f"invalid configuration: {problems}")
+        raise
     return code
+
+
+def _usage_error(command: str, message: str) -> int:
+    print(f"loop-kpi {command}: {message}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from server.apps import apps_extension, register_apps
 from server.catalog import register_prompts, register_resources
 from server.context import AccessDeniedError, current_principal, current_reader, current_transport
 from server.lean import lean_middleware
+from server.schemas import stored as stored_schemas
 from shared.audit import audit
 from shared.errors import KpiError
 from shared.operations import OPERATIONS, AnyOperation
@@ -77,7 +78,7 @@ def tool_parameters(query: type[BaseModel]) -> list[inspect.Parameter]:
     return parameters
 
 
-def _tool_function(operation: AnyOperation, get_runtime: Callable[[], Runtime]) -> Callable[..., Awaitable[Any]]:
+def tool_function(operation: AnyOperation, get_runtime: Callable[[], Runtime]) -> Callable[..., Awaitable[Any]]:
     # The last result built, with the cached body it was built from: an in-process cache hands out the same bytes
     # object until the entry is replaced, so a warm call reuses the result (the SDK only reads what a tool returns:
     # it validates it and dumps it into a new wire dict).
@@ -154,16 +155,24 @@ def build_mcp(get_runtime: Callable[[], Runtime], allowed: Sequence[AnyOperation
     views = register_apps(mcp, allowed)
     register_resources(mcp, get_runtime, allowed)
     register_prompts(mcp, allowed)
+    schemas = stored_schemas()
     for operation in allowed:
+        schema = schemas.get(operation.id)
         mcp.add_tool(
-            _tool_function(operation, get_runtime),
+            tool_function(operation, get_runtime),
             name=operation.id,
             title=operation.title,
             description=operation.description,
             annotations=READ_ONLY,
-            structured_output=True,
+            structured_output=schema is None,  # the SDK derives the schema only when none is stored
             meta=views.get(operation.id),
         )
+        if schema is not None:
+            # The SDK's hand-built metadata: the stored schema is published and results are validated against
+            # the result model (its validator built by the first call). Fields are read live by the SDK.
+            metadata = mcp._tool_manager.get_tool(operation.id).fn_metadata  # pyright: ignore[reportPrivateUsage, reportOptionalMemberAccess]
+            metadata.output_schema = schema
+            metadata.output_model = operation.result
 
     allowed_names = frozenset(operation.id for operation in allowed)
 

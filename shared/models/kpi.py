@@ -115,6 +115,10 @@ class Provenance(_Model):
 class ResultMeta(_Model):
     """Provenance common to every result."""
 
+    # A result model's validator is built by its first use (a REST app's start-up, or the first tool call over
+    # stdio, which starts from stored schemas: server/schemas.py), not by importing the registry.
+    model_config = ConfigDict(defer_build=True)
+
     data_source: DataSource = Field(description="`sandbox` when served from the bundled synthetic dataset.")
     generated_at: datetime = Field(description="When the service computed this result (UTC).")
     partial: bool = Field(default=False, description="True when a source failed and its part of the result is missing.")

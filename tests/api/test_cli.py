@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import shlex
 import socket
+import subprocess
+import sys
 from importlib.metadata import version
 from typing import Any
 
@@ -335,3 +337,17 @@ def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) 
 
     assert exited.value.code == 0
     assert capsys.readouterr().out.strip() == f"loop-kpi {version('loop-kpi')}"
+
+
+def test_the_start_up_collection_pause_resumes_collection_without_the_start_up_objects() -> None:
+    # In a process of its own: freezing is for good, and this test process must keep collecting.
+    code = (
+        "import gc, api.cli as cli\n"
+        "with cli.collector_paused():\n"
+        "    assert not gc.isenabled()\n"
+        "    made = [[n] for n in range(1000)]\n"
+        "assert gc.isenabled() and gc.get_freeze_count() >= 1000\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.stdout.strip() == "ok", done.stderr
