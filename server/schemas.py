@@ -5,11 +5,11 @@ schema generation over the whole model tree, which also builds the model's valid
 that was a fifth of what `loop-kpi mcp` did before answering `initialize` (see docs/mcp-performance.md), and the
 answer never changes between two starts of the same code. So the schemas are derived here, by the SDK's own
 derivation (`Tool.from_function` with `structured_output=True`), written to `tool_schemas.json`, and read back at
-start-up; the result models (`defer_build`) are then built by the first tool call that validates a result.
+start-up (the result models, `defer_build`, are then built by the first result the service makes, not at import).
 
 `python -m server.schemas` rewrites the file (`make schemas`); `tests/server/test_schemas.py` fails while the
 stored schemas differ from a fresh derivation, so a model change cannot ship with a stale schema. A tool whose
-schema is not stored (a new operation before `make schemas`) still gets the SDK's derivation at start-up.
+schema is not stored (a new operation before `make schemas`) gets the same derivation at start-up.
 """
 
 from __future__ import annotations

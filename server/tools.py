@@ -30,6 +30,7 @@ from server.apps import apps_extension, register_apps
 from server.catalog import register_prompts, register_resources
 from server.context import AccessDeniedError, current_principal, current_reader, current_transport
 from server.lean import lean_middleware
+from server.schemas import derive as derive_schemas
 from server.schemas import stored as stored_schemas
 from shared.audit import audit
 from shared.errors import KpiError
@@ -58,8 +59,7 @@ def tool_error(error: KpiError) -> ToolError:
 def tool_result(body: bytes) -> CallToolResult:
     """A tool's result from the cached answer's JSON (the result model's compact serialization, as REST sends it):
     `structuredContent` is that JSON parsed, and the one text block is that JSON as it is, so the model reads no
-    indentation and nothing is serialized twice. The SDK still validates `structuredContent` against the output
-    schema's model."""
+    indentation and nothing is serialized twice (nor validated twice: see `build_mcp`)."""
     return CallToolResult(
         content=[TextContent(type="text", text=body.decode())], structured_content=pydantic_core.from_json(body)
     )
@@ -115,7 +115,7 @@ def tool_function(operation: AnyOperation, get_runtime: Callable[[], Runtime]) -
                 cache_hit=cache_hit,
             )
 
-    # The SDK derives the output schema from the result model and validates `structuredContent` against it.
+    # The SDK derives the output schema from this annotation (`server.schemas.derive`).
     returns = Annotated[CallToolResult, operation.result]
     tool.__signature__ = inspect.Signature(tool_parameters(operation.query), return_annotation=returns)
     tool.__name__ = operation.id
@@ -155,24 +155,26 @@ def build_mcp(get_runtime: Callable[[], Runtime], allowed: Sequence[AnyOperation
     views = register_apps(mcp, allowed)
     register_resources(mcp, get_runtime, allowed)
     register_prompts(mcp, allowed)
-    schemas = stored_schemas()
+    stored = stored_schemas()
     for operation in allowed:
-        schema = schemas.get(operation.id)
         mcp.add_tool(
             tool_function(operation, get_runtime),
             name=operation.id,
             title=operation.title,
             description=operation.description,
             annotations=READ_ONLY,
-            structured_output=schema is None,  # the SDK derives the schema only when none is stored
+            structured_output=False,  # the output schema is set below, from the stored derivation
             meta=views.get(operation.id),
         )
-        if schema is not None:
-            # The SDK's hand-built metadata: the stored schema is published and results are validated against
-            # the result model (its validator built by the first call). Fields are read live by the SDK.
-            metadata = mcp._tool_manager.get_tool(operation.id).fn_metadata  # pyright: ignore[reportPrivateUsage, reportOptionalMemberAccess]
-            metadata.output_schema = schema
-            metadata.output_model = operation.result
+        # The SDK's hand-built metadata (its fields are read live): the output schema the SDK derives from the
+        # result model, stored (server/schemas.py) or, for an operation not stored yet, derived now. No output
+        # model: `structuredContent` is the cached answer, the result model's own serialization of a validated
+        # result (the bytes REST sends), and validating it again on every call checked the model against itself
+        # for a seventh of a warm call's CPU.
+        schema = stored.get(operation.id) or derive_schemas([operation])[operation.id]
+        tool = mcp._tool_manager.get_tool(operation.id)  # pyright: ignore[reportPrivateUsage]
+        assert tool is not None
+        tool.fn_metadata.output_schema = schema
 
     allowed_names = frozenset(operation.id for operation in allowed)
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp_types import CallToolResult, TextContent
 
 from server.schemas import STORED, derive, main, render, stored
 from server.tools import build_mcp
@@ -22,17 +21,16 @@ def test_stored_schemas_are_the_sdks_derivation_of_every_result_model() -> None:
     )
 
 
-def test_every_tool_publishes_its_stored_schema_and_results_are_validated_against_the_result_model() -> None:
+def test_every_tool_publishes_its_stored_schema() -> None:
+    # Results are not validated again on each call (the cached answer is the result model's own serialization):
+    # tests/server/test_tools.py validates every tool's structuredContent against this schema and into the model.
     mcp = build_mcp(lambda: None)  # pyright: ignore[reportArgumentType] - no call reaches the runtime here
     published = stored()
     for operation in OPERATIONS:
         tool = mcp._tool_manager.get_tool(operation.id)
         assert tool is not None
         assert tool.output_schema == published[operation.id]
-        # The schema is published from the file, yet a result that breaks the model is still refused.
-        bad = CallToolResult(content=[TextContent(type="text", text="{}")], structured_content={"oops": 1})
-        with pytest.raises(ValueError, match="validation error"):
-            tool.fn_metadata.convert_result(bad)
+        assert tool.fn_metadata.output_model is None
 
 
 def test_a_tool_without_a_stored_schema_gets_the_sdks_derivation(monkeypatch: pytest.MonkeyPatch) -> None:

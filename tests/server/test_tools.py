@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import jsonschema
 import pytest
 from fastapi.testclient import TestClient
 from mcp import Client
@@ -254,8 +255,11 @@ async def test_each_tool_returns_structured_content_that_validates_into_its_mode
     with anyio.fail_after(20), acting_as(READER):
         async with mcp_client(runtime, mode) as client:
             result = await client.call_tool(operation, SAMPLE_ARGUMENTS[operation])
+            (listed,) = [tool for tool in (await client.list_tools()).tools if tool.name == operation]
     assert not result.is_error, result.content
     assert result.structured_content is not None
+    assert listed.output_schema is not None
+    jsonschema.validate(result.structured_content, listed.output_schema)  # the schema the listing publishes
     model = RESULT_MODELS[operation].model_validate(result.structured_content)
     assert model.model_dump(mode="json") == result.structured_content
     text = only_text(result.content)
