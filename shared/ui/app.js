@@ -11,6 +11,7 @@
 
   const { Panel, renderers, AuthError, ProblemError, StaleError, hooks } = window.LoopKpi;
   const TOKEN_KEY = "loop-kpi.token";
+  const SIGN_IN_START = "#sign-in";
   const API = "/api/kpi";
   const $ = (id) => document.getElementById(id);
 
@@ -105,21 +106,44 @@
       return user && !user.expired && user.access_token ? user.access_token : null;
     },
 
-    /** Go to the provider's sign-in page (the page unloads; `completeSignIn` runs when it comes back). */
+    /** Whether this page was opened to start a sign-in at once (see `signIn`). */
+    isSignInStart() {
+      return location.hash === SIGN_IN_START;
+    },
+
+    /**
+     * Go to the provider's sign-in page (the page unloads; `completeSignIn` runs when it comes back). A sign-in
+     * starts on the origin the provider sends the browser back to, since its state and PKCE verifier are kept in
+     * that origin's sessionStorage: opened at another address of this service (localhost for 127.0.0.1, say),
+     * the page goes to the registered address first and starts there.
+     */
     async signIn() {
+      const home = new URL(this.config.redirect_uri);
+      if (home.origin !== location.origin) {
+        location.assign(home.origin + home.pathname + home.search + SIGN_IN_START);
+        return null;
+      }
+      if (this.isSignInStart()) history.replaceState(null, "", location.pathname + location.search);
       await this.manager.signinRedirect();
       return null;
     },
 
-    async renew() {
-      const user = await this.manager.getUser();
-      if (!user || !user.refresh_token) return; // nothing to renew with: the signed-out screen comes at expiry
+    /** A new access token from the refresh token, or null when there is none or the provider refuses. */
+    async refresh() {
       try {
+        const user = await this.manager.getUser();
+        if (!user || !user.refresh_token) return null;
         const renewed = await this.manager.signinSilent({ resource: this.config.resource });
-        if (renewed && this.onRenewed) this.onRenewed(renewed.access_token);
+        return renewed && renewed.access_token ? renewed.access_token : null;
       } catch (_) {
-        /* refused (revoked, session ended): the access token runs out and the signed-out screen follows */
+        return null; // refused (revoked, session ended)
       }
+    },
+
+    /** Ahead of expiry; without a new token the access token runs out and the signed-out screen follows. */
+    async renew() {
+      const token = await this.refresh();
+      if (token && this.onRenewed) this.onRenewed(token);
     },
 
     /** Forget the session here, revoke its refresh token, and end it at the provider when the provider can. */
@@ -268,12 +292,38 @@
     $("sandbox-banner").hidden = false;
   }
 
+  /**
+   * The one renewal a provider session gets when the service refuses its access token (401) before it expires
+   * (the provider rotated its signing keys, say): every panel refused with that token waits for the same
+   * renewal; a new token reloads the dashboard, and a token refused again, or no new token, ends the session.
+   */
+  const recovery = { token: null, renewed: null, used: false };
+
   function handleAuthError(error) {
-    if (error.status === 401) {
-      expire(error.problem && error.problem.detail);
-    } else {
-      showForbidden(error.problem && error.problem.detail);
+    const detail = error.problem && error.problem.detail;
+    if (error.status !== 401) {
+      showForbidden(detail);
+      return;
     }
+    const refused = session.token;
+    if (session.source !== "provider" || (recovery.used && recovery.token !== refused)) {
+      expire(detail);
+      return;
+    }
+    if (!recovery.used) {
+      recovery.used = true;
+      recovery.token = refused;
+      recovery.renewed = identityProvider.refresh();
+    }
+    recovery.renewed.then((token) => {
+      if (session.token !== refused) return; // another panel's refusal already settled it
+      if (token) {
+        session.set(token, "provider");
+        loadDashboard();
+      } else {
+        expire(detail);
+      }
+    });
   }
 
   hooks.onAuthError = handleAuthError;
@@ -335,8 +385,11 @@
     if ($("journey-user").value.trim()) loadJourney();
   }
 
+  /** A new session (not a renewed token): it gets its own renewal after a refusal. */
   function signIn(token, source) {
     session.set(token, source || "pasted");
+    recovery.used = false;
+    recovery.token = null;
     loadDashboard();
   }
 
@@ -387,6 +440,10 @@
         } catch (error) {
           showSignIn("failed", error && error.message);
         }
+        return;
+      }
+      if (identityProvider.isSignInStart()) {
+        await identityProvider.signIn(); // opened from another address of this service to sign in here
         return;
       }
       if (identityProvider.isSignOutReturn()) {

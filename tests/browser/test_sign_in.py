@@ -124,7 +124,9 @@ class Visit:
 
 
 @contextmanager
-def visit(browser: Browser, sso: SignInService, *, fake_clock: bool = False) -> Generator[Visit]:
+def visit(
+    browser: Browser, sso: SignInService, *, fake_clock: bool = False, also: tuple[str, ...] = ()
+) -> Generator[Visit]:
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US", timezone_id="UTC")
     page = context.new_page()
     if fake_clock:
@@ -134,7 +136,8 @@ def visit(browser: Browser, sso: SignInService, *, fake_clock: bool = False) -> 
     page.on("pageerror", lambda error: seen.on_page_error(str(error)))
     page.on("request", lambda request: seen.requests.append(request))
     # Only the service and the provider answer: nothing else may be reached.
-    allowed = re.escape(sso.service.base_url) + "/|" + re.escape(sso.provider.issuer) + "/|data:"
+    origins = (sso.service.base_url, sso.provider.issuer, *also)
+    allowed = "|".join(re.escape(origin) + "/" for origin in origins) + "|data:"
     page.route(re.compile(r"^(?!" + allowed + r").*"), lambda route: route.abort())
     try:
         yield seen
@@ -308,23 +311,102 @@ def test_a_sign_in_the_provider_did_not_complete_gets_the_sign_in_screen_with_th
         assert not seen.api_calls()
 
 
-def test_a_provider_token_the_service_refuses_ends_the_session_with_the_signed_out_screen(
+def spoil_the_kept_access_token(page: Page) -> None:
+    """As if the provider had rotated its keys: the kept token no longer verifies (its signature is altered)."""
+    page.evaluate(
+        f"""() => {{
+          const key = Object.keys(sessionStorage).find(k => k.startsWith({USER_KEY_PREFIX!r}));
+          const user = JSON.parse(sessionStorage.getItem(key));
+          user.access_token = user.access_token.slice(0, -4) + "AAAA";
+          sessionStorage.setItem(key, JSON.stringify(user));
+        }}"""
+    )
+
+
+def refresh_grants(seen: Visit, sso: SignInService) -> list[Request]:
+    return [
+        r for r in seen.requests if r.url == sso.provider.issuer + "/token" and "refresh_token" in (r.post_data or "")
+    ]
+
+
+def test_a_provider_token_the_service_refuses_is_renewed_once_and_the_dashboard_carries_on(
     browser: Browser, sso: SignInService
 ) -> None:
     with visit(browser, sso) as seen:
         sign_in_with_the_provider(seen, sso)
         page = seen.page
-        # As if the provider had rotated its keys: the kept token no longer verifies (its signature is altered).
-        page.evaluate(
-            f"""() => {{
-              const key = Object.keys(sessionStorage).find(k => k.startsWith({USER_KEY_PREFIX!r}));
-              const user = JSON.parse(sessionStorage.getItem(key));
-              user.access_token = user.access_token.slice(0, -4) + "AAAA";
-              sessionStorage.setItem(key, JSON.stringify(user));
-            }}"""
+        spoil_the_kept_access_token(page)
+        spoiled = seen.stored_user()
+        assert spoiled is not None
+        page.reload()
+        seen.wait_all_ready()
+        assert len(refresh_grants(seen, sso)) == 1  # one renewal for the four panels refused together
+        renewed = seen.stored_user()
+        assert renewed is not None and renewed["access_token"] != spoiled["access_token"]
+        last = seen.api_calls()[-1]
+        assert last.headers["authorization"] == f"Bearer {renewed['access_token']}"
+        assert page.is_visible("#screen-dashboard")
+        assert all("401" in error for error in seen.console_errors)  # only the refused calls
+
+
+def test_a_refused_provider_token_without_a_usable_refresh_token_ends_the_session(
+    browser: Browser, sso: SignInService
+) -> None:
+    with visit(browser, sso) as seen:
+        sign_in_with_the_provider(seen, sso)
+        page = seen.page
+        user = seen.stored_user()
+        assert user is not None
+        response = httpx2.post(
+            sso.provider.issuer + "/token/revocation",
+            data={"token": user["refresh_token"], "client_id": sso.provider.dashboard_client_id},
         )
+        assert response.status_code == 200
+        spoil_the_kept_access_token(page)
         page.reload()
         seen.wait_signed_out("expired")
         assert page.inner_text("#signin-reason").endswith("Sign in again. (invalid signature)")
+        assert len(refresh_grants(seen, sso)) == 1
         assert seen.stored_user() is None
         assert page.evaluate("sessionStorage.getItem('loop-kpi.token')") is None
+
+
+def test_a_renewed_token_refused_again_ends_the_session_after_one_renewal(browser: Browser, sso: SignInService) -> None:
+    with visit(browser, sso) as seen:
+        sign_in_with_the_provider(seen, sso)
+        page = seen.page
+        # From here the service refuses every token (as if its audience setting had changed under the session).
+        problem = '{"type":"about:blank","title":"Unauthorized","status":401,"detail":"audience not accepted"}'
+        page.route(
+            re.compile(re.escape(sso.service.base_url) + "/api/kpi/.*"),
+            lambda route: route.fulfill(status=401, body=problem, content_type="application/problem+json"),
+        )
+        page.reload()
+        seen.wait_signed_out("expired")
+        assert page.inner_text("#signin-reason").endswith("(audience not accepted)")
+        assert len(refresh_grants(seen, sso)) == 1
+        assert seen.stored_user() is None
+
+
+def test_a_sign_in_started_at_another_address_of_the_service_completes_at_the_registered_one(
+    browser: Browser, sso: SignInService
+) -> None:
+    # The provider knows the dashboard at KPI_PUBLIC_URL (127.0.0.1); the user typed localhost.
+    elsewhere = sso.service.base_url.replace("127.0.0.1", "localhost")
+    with visit(browser, sso, also=(elsewhere,)) as seen:
+        page = seen.page
+        page.goto(elsewhere + "/dashboard/")
+        page.wait_for_selector("#signin-idp-button:visible", timeout=READY_TIMEOUT_MS)
+        page.click("#signin-idp-button")
+        page.wait_for_url(sso.provider.issuer + "/**", timeout=READY_TIMEOUT_MS)
+        page.fill("input[name=login]", "ann")
+        page.fill("input[name=password]", "any password")
+        page.click("button[type=submit]")
+        page.wait_for_selector("button[type=submit]:has-text('Continue')", timeout=READY_TIMEOUT_MS)
+        page.click("button[type=submit]:has-text('Continue')")
+        page.wait_for_url(sso.dashboard + "/", timeout=READY_TIMEOUT_MS)
+        seen.wait_all_ready()
+        assert urlsplit(page.url).fragment == ""
+        user = seen.stored_user()
+        assert user is not None and claims(user["access_token"])["aud"] == sso.resource
+        assert seen.console_errors == []
