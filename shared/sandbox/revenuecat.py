@@ -89,7 +89,7 @@ def _url(request: Request) -> str:
 
 
 def read_overview(state: SandboxState, request: Request) -> Response:
-    return JSONResponse(overview(state.dataset, request.query_params))
+    return JSONResponse(overview(state.dataset, request.query_params, state.wall_clock()))
 
 
 def read_chart_options(state: SandboxState, request: Request) -> Response:

@@ -464,7 +464,7 @@ def chart_options(dataset: Dataset, chart: str) -> dict[str, object]:
     }
 
 
-def overview(dataset: Dataset, params: QueryParams) -> dict[str, object]:
+def overview(dataset: Dataset, params: QueryParams, now: datetime | None = None) -> dict[str, object]:
     """Overview metrics as of the dataset end (docs/upstream-apis.md#revenuecat-overview-metrics).
 
     active_trials / active_subscriptions: status trialing / active or in_grace_period (cancelled but
@@ -477,8 +477,11 @@ def overview(dataset: Dataset, params: QueryParams) -> dict[str, object]:
     paying = [s for s in dataset.subscriptions if s.status in ("active", "in_grace_period")]
     mrr = sum(PRODUCTS[s.product_id].price_usd / PRODUCTS[s.product_id].period_months for s in paying)
     revenue = sum(t.price_usd for t in dataset.transactions if not t.refunded and t.purchased_at.date() >= window_start)
-    # The figures were last computed at the newest data point (never in the future, unlike the day's end).
+    # The figures were last computed at the newest data point, and never after `now`: the dataset runs to the end
+    # of its last day, so on the day itself its newest points lie ahead of the clock (RevenueCat's never do).
     updated = max((c.last_seen_at for c in dataset.customers), default=dataset.end_at)
+    if now is not None:
+        updated = min(updated, now)
     metrics: list[tuple[str, str, str, str, str, float | int]] = [
         ("active_trials", "Active Trials", "Trials that have not ended yet", "#", "P0D", sum(s.status == "trialing" for s in dataset.subscriptions)),
         ("active_subscriptions", "Active Subscriptions", "Paid subscriptions giving access", "#", "P0D", len(paying)),

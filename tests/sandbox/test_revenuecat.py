@@ -1,4 +1,4 @@
-from datetime import date
+from datetime import date, timedelta
 from urllib.parse import quote
 
 import httpx2
@@ -219,3 +219,17 @@ def test_v1_known_subscriber_and_bad_key(server: SandboxServer, revenuecat: http
     assert response.status_code == 401
     assert set(response.json()) == {"code", "message"}
     assert SANDBOX_REVENUECAT_API_KEY.startswith("sk_")
+
+
+def test_overview_is_never_updated_after_the_sandbox_clock(revenuecat: httpx2.Client, state: SandboxState) -> None:
+    # The dataset runs to the end of its last day; on that day its newest points lie ahead of the clock.
+    newest = max(c.last_seen_at for c in state.dataset.customers)
+    now = newest - timedelta(hours=5)
+    state.wall_clock = lambda: now
+    metrics = revenuecat.get(f"{PROJECT}/metrics/overview").json()["metrics"]
+    assert {m["last_updated_at"] for m in metrics} == {round(now.timestamp() * 1000)}
+    assert metrics[0]["last_updated_at_iso8601"] == now.isoformat(sep=" ", timespec="microseconds")
+    later = newest + timedelta(days=3)  # a dataset built days ago: its newest point, as before
+    state.wall_clock = lambda: later
+    metrics = revenuecat.get(f"{PROJECT}/metrics/overview").json()["metrics"]
+    assert metrics[0]["last_updated_at"] == round(newest.timestamp() * 1000)
