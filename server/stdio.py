@@ -23,7 +23,6 @@ from server.context import current_principal, current_transport
 from server.tools import build_mcp
 from shared.auth.allowlist import UnknownOperationError, resolve_allowlist
 from shared.auth.scopes import Principal
-from shared.auth.tokens import TokenVerifier
 from shared.caller import current_caller
 from shared.errors import AuthenticationError
 from shared.settings import Settings
@@ -53,6 +52,8 @@ async def identify(settings: Settings) -> Principal:
             f"--ttl {DESKTOP_TOKEN_TTL}), or use --sandbox for the synthetic demo data.",
             token_sent=False,
         )
+    from shared.auth.tokens import TokenVerifier  # PyJWT and cryptography: only when there is a token to verify
+
     async with TokenVerifier(settings) as verifier:
         if not verifier.configured:
             raise AuthenticationError(

@@ -101,3 +101,16 @@ def test_the_check_sees_what_the_bare_server_imports(started: tuple[set[str], se
     _, bare = started
     assert any(within(module, WEB_STACK) for module in bare)  # else the allowance above would be vacuous
     assert not any(within(module, ("shared", "server", "api")) for module in bare)
+
+
+def test_without_a_token_to_verify_the_jwt_library_is_not_imported(tmp_path: Path) -> None:
+    # mcp.json's `loop-kpi mcp --sandbox` with no KPI_ACCESS_TOKEN: a local caller, nothing to verify.
+    env = {name: value for name, value in os.environ.items() if name not in Settings.model_fields}
+    ours = imported_by_first_answers(["-m", "api.cli", "mcp", "--sandbox"], env, tmp_path)
+    assert "server.stdio" in ours
+    assert sorted(module for module in ours if within(module, ("jwt", "cryptography.x509"))) == []
+
+
+def test_with_a_token_the_jwt_library_verifies_it_at_start_up(started: tuple[set[str], set[str]]) -> None:
+    ours, _ = started
+    assert "jwt" in ours and "shared.auth.tokens" in ours

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.auth import UnknownOperationError, resolve_allowlist
+from shared.auth.allowlist import UnknownOperationError, resolve_allowlist
 from shared.operations import operation_ids
 
 OPERATIONS = operation_ids()

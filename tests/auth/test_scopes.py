@@ -2,7 +2,7 @@
 
 import pytest
 
-from shared.auth import KPI_READ, PRIVILEGED_ROLES, Principal, has_kpi_access, require_kpi_access
+from shared.auth.scopes import KPI_READ, PRIVILEGED_ROLES, Principal, has_kpi_access, require_kpi_access
 from shared.errors import InsufficientScopeError
 
 

@@ -21,15 +21,8 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from jwt.warnings import InsecureKeyLengthWarning
 from pydantic import SecretStr
 
-from shared.auth import (
-    KPI_READ,
-    MAX_TOKEN_LENGTH,
-    Principal,
-    TokenVerifier,
-    has_kpi_access,
-    mint_token,
-    parse_authorization_header,
-)
+from shared.auth.scopes import KPI_READ, Principal, has_kpi_access
+from shared.auth.tokens import MAX_TOKEN_LENGTH, TokenVerifier, mint_token, parse_authorization_header
 from shared.errors import AuthenticationError
 from shared.settings import Settings
 
