@@ -177,7 +177,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if effective.KPI_SANDBOX:
             print(banner(effective, given_secret=given_secret), file=sys.stderr, flush=True)
 
-    app = create_app(settings, on_ready=on_ready)
+    app = create_app(settings, on_ready=on_ready, check_signing_keys=True)
     # No per-request access log: the audit log already writes one structured line per KPI call.
     uvicorn.run(
         app,
@@ -201,7 +201,7 @@ def worker_app() -> FastAPI:
 
     configure_logging()
     server_limits(Settings())  # this worker's header timeout (uvicorn's parent passed the rest)
-    return create_app()
+    return create_app(check_signing_keys=True)
 
 
 def serve_workers(args: argparse.Namespace, settings: Settings) -> int:

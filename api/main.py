@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
 from typing import Any
 
+import anyio
 import httpx2
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -31,6 +32,7 @@ from api.routes.kpi import PREFIX, build_router
 from server.tools import build_mcp
 from shared.auth.allowlist import resolve_allowlist
 from shared.auth.challenge import challenge_metadata_url
+from shared.auth.tokens import TokenVerifier
 from shared.operations import OPERATIONS, AnyOperation
 from shared.runtime import Runtime, open_runtime, sandbox_upstreams
 from shared.settings import Settings, get_settings
@@ -65,6 +67,29 @@ class DataSourceHeader:
         await self.app(scope, receive, send_with_header)
 
 
+async def report_signing_keys(verifier: TokenVerifier, settings: Settings, checked: anyio.Event) -> None:
+    """Fetch the identity provider's signing keys once (through the issuer's discovery when configured) and log
+    whether they were found: a mistyped issuer shows at start-up, not at the first refused sign-in, and the first
+    token does not wait for discovery. Never stops the service: `/readyz` keeps reporting the keys."""
+    source = settings.KPI_JWKS_URL or settings.KPI_JWT_ISSUER
+    try:
+        problem = await verifier.signing_keys()
+    except Exception:  # a start-up check must not take the service down; the traceback is logged
+        logger.exception("could not check the signing keys of %s", source)
+    else:
+        if problem is None:
+            logger.info("signing keys of %s found", source)
+        else:
+            logger.warning(
+                "signing keys of %s unavailable: %s; tokens it signs are refused until they are found (/readyz "
+                "reports them)",
+                source,
+                problem,
+            )
+    finally:
+        checked.set()
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -73,9 +98,12 @@ def create_app(
     on_ready: Callable[[Settings], None] | None = None,
     operations: Sequence[AnyOperation] = OPERATIONS,
     token_clock: Callable[[], float] | None = None,
+    check_signing_keys: bool = False,
 ) -> FastAPI:
     """Build the app serving `operations` (the registry). `transport`, `clock` and `token_clock` (unix seconds for
-    token expiry) are for tests; `on_ready` runs once the runtime is open."""
+    token expiry) are for tests; `on_ready` runs once the runtime is open. With `check_signing_keys` (what `loop-kpi
+    serve` does), the identity provider's signing keys are fetched once at start-up in the background, and the log
+    says whether they were found (`app.state.signing_keys_checked` is set when it has)."""
     settings = settings or get_settings()
     if settings.KPI_NO_AUTH and not settings.KPI_SANDBOX:
         raise ValueError("KPI_NO_AUTH is only allowed together with KPI_SANDBOX: production never runs open.")
@@ -103,6 +131,11 @@ def create_app(
                 )
             )
             app.state.runtime = runtime
+            app.state.signing_keys_checked = anyio.Event()
+            if check_signing_keys and runtime.verifier.uses_jwks:
+                checks = await stack.enter_async_context(anyio.create_task_group())
+                checks.start_soon(report_signing_keys, runtime.verifier, settings, app.state.signing_keys_checked)
+                stack.callback(checks.cancel_scope.cancel)  # unwound first: a check still running stops at shutdown
             await stack.enter_async_context(mcp.session_manager.run())
             if on_ready is not None:
                 on_ready(effective)
