@@ -46,11 +46,11 @@ async def authenticate(
     started = time.perf_counter()
     principal: Principal | None = None
     try:
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        raw_query: bytes = scope.get("query_string", b"")
         header = authorization_header(scope.get("headers", []))
         principal = await authenticate_bearer(
             header,
-            token_in_query="access_token" in query,
+            token_in_query=bool(raw_query) and "access_token" in parse_qs(raw_query.decode("latin-1")),
             verifier=runtime.verifier,
             allow_anonymous=runtime.anonymous_allowed,
         )
