@@ -136,6 +136,8 @@ def create_app(
                 checks = await stack.enter_async_context(anyio.create_task_group())
                 checks.start_soon(report_signing_keys, runtime.verifier, settings, app.state.signing_keys_checked)
                 stack.callback(checks.cancel_scope.cancel)  # unwound first: a check still running stops at shutdown
+            else:
+                app.state.signing_keys_checked.set()  # nothing to check
             await stack.enter_async_context(mcp.session_manager.run())
             if on_ready is not None:
                 on_ready(effective)

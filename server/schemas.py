@@ -18,12 +18,15 @@ import json
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from shared.operations import AnyOperation
 
 STORED = Path(__file__).with_name("tool_schemas.json")
 
 
-def derive(operations: Sequence[Any] | None = None) -> dict[str, dict[str, Any]]:
+def derive(operations: Sequence[AnyOperation] | None = None) -> dict[str, dict[str, Any]]:
     """Each operation's output schema as the SDK derives it for the tool built from that operation."""
     from mcp.server.mcpserver.tools import Tool
 

@@ -81,7 +81,7 @@ def tool_parameters(query: type[BaseModel]) -> list[inspect.Parameter]:
 def tool_function(operation: AnyOperation, get_runtime: Callable[[], Runtime]) -> Callable[..., Awaitable[Any]]:
     # The last result built, with the cached body it was built from: an in-process cache hands out the same bytes
     # object until the entry is replaced, so a warm call reuses the result (the SDK only reads what a tool returns:
-    # it validates it and dumps it into a new wire dict).
+    # it dumps it into a new wire dict).
     last: tuple[bytes, CallToolResult] | None = None
 
     async def tool(**arguments: Any) -> Any:
