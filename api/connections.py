@@ -19,7 +19,13 @@ from shared.settings import Settings
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a size limit and a deadline for each request's headers."""
+    """uvicorn's httptools protocol with a size limit and a deadline for each request's headers.
+
+    One deadline timer per connection at most: armed when the connection opens and after each response, cancelled
+    when a request's headers are complete or the connection is lost. (A timer per response, left to run out, kept
+    every finished request's objects alive for the whole timeout: at 3,000 requests/s, some 30,000 of them for the
+    collector to trace, which made its full collections take 100-140 ms, the REST p99.)
+    """
 
     header_timeout: float = 10.0
     max_header_bytes: int = 16 * 1024
@@ -29,7 +35,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_headers = True
         self._header_bytes = 0
         self._parsed_bytes = 0
+        self._header_timer: asyncio.TimerHandle | None = None
         self._arm_header_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_deadline()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -62,6 +73,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_headers = False
+        self._disarm_header_deadline()  # in time
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
@@ -69,12 +81,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._arm_header_deadline()
 
     def _arm_header_deadline(self) -> None:
-        waiting_after = self.cycle
-        self.loop.call_later(self.header_timeout, self._header_deadline, waiting_after)
+        self._disarm_header_deadline()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._header_deadline)
 
-    def _header_deadline(self, waiting_after: object) -> None:
+    def _disarm_header_deadline(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_deadline(self) -> None:
+        # No request's headers completed since the deadline was armed. A request whose headers completed before
+        # the previous response did (pipelined) may still be running: only a connection with nothing in progress
+        # is closed.
+        self._header_timer = None
         cycle: Any = self.cycle  # None until the first request's headers are complete
-        if cycle is waiting_after and (cycle is None or cycle.response_complete) and not self.transport.is_closing():
+        if (cycle is None or cycle.response_complete) and not self.transport.is_closing():
             self.transport.close()
 
 
