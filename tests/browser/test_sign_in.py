@@ -162,6 +162,15 @@ def sign_in_with_the_provider(seen: Visit, sso: SignInService, login: str = "ann
     seen.wait_all_ready()
 
 
+def revoke_refresh_token(sso: SignInService, user: dict[str, Any]) -> None:
+    """What the company does at the provider to end a session: revoke its refresh token."""
+    response = httpx2.post(
+        sso.provider.issuer + "/token/revocation",
+        data={"token": user["refresh_token"], "client_id": sso.provider.dashboard_client_id},
+    )
+    assert response.status_code == 200
+
+
 def claims(token: str) -> dict[str, Any]:
     return jwt.decode(token, options={"verify_signature": False})
 
@@ -272,11 +281,7 @@ def test_a_revoked_session_shows_the_signed_out_screen_when_the_access_token_exp
         user = seen.stored_user()
         assert user is not None
         # The company revokes the session's refresh token at the provider.
-        response = httpx2.post(
-            sso.provider.issuer + "/token/revocation",
-            data={"token": user["refresh_token"], "client_id": sso.provider.dashboard_client_id},
-        )
-        assert response.status_code == 200
+        revoke_refresh_token(sso, user)
         seen.page.clock.fast_forward((ACCESS_TOKEN_TTL + 5) * 1000)
         seen.wait_signed_out("expired")
         assert seen.page.is_hidden("#screen-dashboard")
@@ -358,11 +363,7 @@ def test_a_refused_provider_token_without_a_usable_refresh_token_ends_the_sessio
         page = seen.page
         user = seen.stored_user()
         assert user is not None
-        response = httpx2.post(
-            sso.provider.issuer + "/token/revocation",
-            data={"token": user["refresh_token"], "client_id": sso.provider.dashboard_client_id},
-        )
-        assert response.status_code == 200
+        revoke_refresh_token(sso, user)
         spoil_the_kept_access_token(page)
         page.reload()
         seen.wait_signed_out("expired")
