@@ -81,13 +81,6 @@ def configure_logging(level: str = "INFO") -> None:
     from shared.audit import AUDIT_LOGGER, AuditFormatter, EscapingFormatter
 
     logging.basicConfig(stream=sys.stderr, level=level)
-    # Nothing written reads where a record was made, nor its thread or process (the formats name time, level,
-    # logger and message): not collecting them makes each record cheaper, and there is one audit record per call
-    # (the logging HOWTO's "Optimization" settings).
-    logging._srcfile = None  # pyright: ignore[reportPrivateUsage]
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
     for handler in logging.getLogger().handlers:
         if type(handler) is logging.StreamHandler:  # basicConfig's (not a test harness's)
             handler.setFormatter(EscapingFormatter())  # no raw newline from request input reaches the log
