@@ -476,7 +476,10 @@
       }
     });
     identityProvider.onRenewed = (token) => {
-      if (session.source === "provider") session.renew(token);
+      if (session.source !== "provider") return;
+      session.renew(token);
+      recovery.used = false; // a token renewed ahead of expiry may get its own renewal after a refusal
+      recovery.token = null;
     };
     identityProvider.onExpired = () => {
       if (session.source === "provider") expire();

@@ -32,12 +32,14 @@ require_browser()
 require_node()
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, ConsoleMessage, Page, Request
+    from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Route
 
 READY_TIMEOUT_MS = 20_000
 ACCESS_TOKEN_TTL = 600  # seconds; the page renews 60 s before expiry (oidc-client-ts's default)
 SCOPES = ("openid", "kpi:read", "offline_access")
 USER_KEY_PREFIX = "oidc.user:"
+REFUSED = '{"type":"about:blank","title":"Unauthorized","status":401,"detail":"audience not accepted"}'
+"""A 401 problem, as the service answers a token it does not accept."""
 
 
 @dataclass(frozen=True)
@@ -378,16 +380,58 @@ def test_a_renewed_token_refused_again_ends_the_session_after_one_renewal(browse
         sign_in_with_the_provider(seen, sso)
         page = seen.page
         # From here the service refuses every token (as if its audience setting had changed under the session).
-        problem = '{"type":"about:blank","title":"Unauthorized","status":401,"detail":"audience not accepted"}'
         page.route(
             re.compile(re.escape(sso.service.base_url) + "/api/kpi/.*"),
-            lambda route: route.fulfill(status=401, body=problem, content_type="application/problem+json"),
+            lambda route: route.fulfill(status=401, body=REFUSED, content_type="application/problem+json"),
         )
         page.reload()
         seen.wait_signed_out("expired")
         assert page.inner_text("#signin-reason").endswith("(audience not accepted)")
         assert len(refresh_grants(seen, sso)) == 1
         assert seen.stored_user() is None
+
+
+def test_a_token_renewed_ahead_of_expiry_gets_its_own_renewal_after_a_refusal(
+    browser: Browser, sso: SignInService
+) -> None:
+    with visit(browser, sso, fake_clock=True) as seen:
+        sign_in_with_the_provider(seen, sso)
+        page = seen.page
+        token_endpoint = sso.provider.issuer + "/token"
+        refusals = [0]  # how many of the next API calls the service refuses
+
+        def maybe_refuse(route: Route) -> None:
+            if refusals[0] > 0:
+                refusals[0] -= 1
+                route.fulfill(status=401, body=REFUSED, content_type="application/problem+json")
+            else:
+                route.continue_()
+
+        page.route(re.compile(re.escape(sso.service.base_url) + "/api/kpi/.*"), maybe_refuse)
+
+        def refused_once_then_renewed() -> None:
+            """The journey call is refused once; the page renews and loads the panels again with the new token."""
+            refusals[0] = 1
+            with (
+                page.expect_response(
+                    lambda r: "/api/kpi/overview" in r.url and r.status == 200, timeout=READY_TIMEOUT_MS
+                ),
+                page.expect_request(lambda r: r.url == token_endpoint, timeout=READY_TIMEOUT_MS),
+            ):
+                page.fill("#journey-user", "user_00042")
+                page.press("#journey-user", "Enter")
+            seen.wait_all_ready()
+
+        refused_once_then_renewed()
+        assert len(refresh_grants(seen, sso)) == 1
+        # Past the renewal point: the page renews ahead of expiry (a new token lineage) ...
+        with page.expect_request(lambda r: r.url == token_endpoint, timeout=READY_TIMEOUT_MS):
+            page.clock.fast_forward((ACCESS_TOKEN_TTL - 50) * 1000)
+        assert len(refresh_grants(seen, sso)) == 2
+        # ... so a refusal of that token gets a renewal again, not the signed-out screen.
+        refused_once_then_renewed()
+        assert len(refresh_grants(seen, sso)) == 3
+        assert page.is_visible("#screen-dashboard")
 
 
 def test_a_sign_in_started_at_another_address_of_the_service_completes_at_the_registered_one(
