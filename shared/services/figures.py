@@ -55,8 +55,9 @@ class Notes:
         self.warnings.append(m.FigureWarning(figure=figure, source=source, reason=reason))
 
     def suspect(self, figure: str, source: Source, reason: str) -> None:
-        """Record that `figure` was given but is likely a mistake in the question (a misspelled event type, say)."""
-        self.warnings.append(m.FigureWarning(figure=figure, source=source, reason=reason))
+        """Record that `figure` was given but is likely a mistake in the question (a misspelled event type, say):
+        the same warning entry as `missing`, under the name that says what it is."""
+        self.missing(figure, source, reason)
 
     def read(self, figure: str, source: Source, read: Callable[[], T]) -> T | None:
         """`read()`, or None with a warning when the upstream answer lacks what it needs."""
