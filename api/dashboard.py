@@ -149,9 +149,7 @@ def redirect_uri(settings: Settings) -> str:
 
 def sign_in_configured(settings: Settings | None) -> bool:
     """Whether the dashboard signs in through an identity provider (an issuer and a public client id are set)."""
-    return settings is not None and bool(
-        (settings.KPI_JWT_ISSUER or "").strip() and (settings.KPI_OIDC_CLIENT_ID or "").strip()
-    )
+    return settings is not None and bool(settings.KPI_JWT_ISSUER and settings.KPI_OIDC_CLIENT_ID)
 
 
 def sign_in_config(settings: Settings | None, dashboard: Dashboard) -> dict[str, Any] | None:
@@ -160,8 +158,8 @@ def sign_in_config(settings: Settings | None, dashboard: Dashboard) -> dict[str,
     if settings is None or not sign_in_configured(settings):
         return None
     return {
-        "issuer": (settings.KPI_JWT_ISSUER or "").strip(),
-        "client_id": (settings.KPI_OIDC_CLIENT_ID or "").strip(),
+        "issuer": settings.KPI_JWT_ISSUER,
+        "client_id": settings.KPI_OIDC_CLIENT_ID,
         "scopes": list(settings.KPI_OIDC_SCOPES),
         # RFC 8707: the token must be for this service (the audience it accepts, its MCP resource URL).
         "resource": resource_url(settings),

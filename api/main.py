@@ -67,11 +67,11 @@ class DataSourceHeader:
         await self.app(scope, receive, send_with_header)
 
 
-async def report_signing_keys(verifier: TokenVerifier, settings: Settings, checked: anyio.Event) -> None:
+async def report_signing_keys(verifier: TokenVerifier, checked: anyio.Event) -> None:
     """Fetch the identity provider's signing keys once (through the issuer's discovery when configured) and log
     whether they were found: a mistyped issuer shows at start-up, not at the first refused sign-in, and the first
     token does not wait for discovery. Never stops the service: `/readyz` keeps reporting the keys."""
-    source = settings.KPI_JWKS_URL or settings.KPI_JWT_ISSUER
+    source = verifier.key_source
     try:
         problem = await verifier.signing_keys()
     except Exception:  # a start-up check must not take the service down; the traceback is logged
@@ -134,7 +134,7 @@ def create_app(
             app.state.signing_keys_checked = anyio.Event()
             if check_signing_keys and runtime.verifier.uses_jwks:
                 checks = await stack.enter_async_context(anyio.create_task_group())
-                checks.start_soon(report_signing_keys, runtime.verifier, settings, app.state.signing_keys_checked)
+                checks.start_soon(report_signing_keys, runtime.verifier, app.state.signing_keys_checked)
                 stack.callback(checks.cancel_scope.cancel)  # unwound first: a check still running stops at shutdown
             else:
                 app.state.signing_keys_checked.set()  # nothing to check

@@ -18,7 +18,7 @@ import httpx2
 from shared.auth.tokens import TokenVerifier
 from shared.budget import Gate, WindowLimiter, WindowStore
 from shared.cache import CacheBackend, MemoryCache
-from shared.clients._http import UpstreamHttp, new_async_client, tls_context
+from shared.clients._http import UpstreamHttp, new_async_client
 from shared.clients.amplitude import AmplitudeClient
 from shared.clients.revenuecat import RevenueCatClient
 from shared.errors import Source
@@ -200,17 +200,9 @@ async def _open_revenuecat(
 async def _open_verifier(
     settings: Settings, stack: AsyncExitStack, token_clock: Callable[[], float] | None = None
 ) -> TokenVerifier:
-    """The token verifier, with its own HTTP client for the JWKS (and the issuer's discovery) when configured."""
-    jwks_http = None
-    if (settings.KPI_JWKS_URL or "").strip() or (settings.KPI_JWT_ISSUER or "").strip():
-        jwks_http = await stack.enter_async_context(
-            httpx2.AsyncClient(
-                timeout=httpx2.Timeout(settings.KPI_UPSTREAM_TIMEOUT, connect=settings.KPI_UPSTREAM_CONNECT_TIMEOUT),
-                verify=tls_context(),
-            )
-        )
-    verifier = TokenVerifier(settings, http_client=jwks_http, clock=token_clock or time.time)
-    return await stack.enter_async_context(verifier)
+    """The token verifier; it makes and closes its own HTTP client for the JWKS (and the issuer's discovery) when
+    it needs one."""
+    return await stack.enter_async_context(TokenVerifier(settings, clock=token_clock or time.time))
 
 
 def _cache_ttl(settings: Settings) -> CacheTtl:

@@ -11,7 +11,7 @@ from functools import cache
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_CONVERSION_STEPS = ("Sign Up", "View Paywall", "Start Trial", "Subscribe")
@@ -187,12 +187,14 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("KPI_JWKS_URL", "KPI_JWT_ISSUER")
+    @field_validator("KPI_JWKS_URL", "KPI_JWT_ISSUER", "KPI_OIDC_CLIENT_ID")
     @classmethod
-    def _key_location(cls, value: str | None) -> str | None:
-        if value is not None and value.strip():
-            check_https_url(value.strip())  # OpenID Connect issuers are URLs, and keys come over TLS
-        return value
+    def _stripped_or_unset(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Surrounding blanks dropped and a blank value unset, here once for every reader."""
+        stripped = value.strip() if value is not None else ""
+        if stripped and info.field_name != "KPI_OIDC_CLIENT_ID":
+            check_https_url(stripped)  # OpenID Connect issuers are URLs, and keys come over TLS
+        return stripped or None
 
     @field_validator("AMPLITUDE_BASE_URL", "REVENUECAT_BASE_URL", "KPI_PUBLIC_URL")
     @classmethod

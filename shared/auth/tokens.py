@@ -98,11 +98,9 @@ class TokenVerifier:
         refresh rate limit) are injectable."""
         # The secret's length and the URLs' schemes are checked where settings are read (`Settings` validators).
         secret = settings.KPI_JWT_SECRET.get_secret_value().strip() if settings.KPI_JWT_SECRET else ""
-        jwks_url = (settings.KPI_JWKS_URL or "").strip()
-        issuer = (settings.KPI_JWT_ISSUER or "").strip()
         self._secret: str | None = secret or None
-        self._jwks_url: str | None = jwks_url or None
-        self._issuer = issuer or None
+        self._jwks_url: str | None = settings.KPI_JWKS_URL  # both stripped, or None when blank (`Settings`)
+        self._issuer: str | None = settings.KPI_JWT_ISSUER
         self._audience: list[str] | None = list(token_audiences(settings)) or None
         self._scope_claims = tuple(settings.KPI_JWT_SCOPE_CLAIMS)
         self._role_claims = tuple(settings.KPI_JWT_ROLE_CLAIMS)
@@ -132,6 +130,11 @@ class TokenVerifier:
     def issuer(self) -> str | None:
         """The OpenID Connect issuer tokens must come from, if configured."""
         return self._issuer
+
+    @property
+    def key_source(self) -> str | None:
+        """Where RS256/ES256 keys come from: `KPI_JWKS_URL`, else the issuer (by its discovery); None without."""
+        return self._jwks_url or self._issuer
 
     @property
     def uses_jwks(self) -> bool:
@@ -300,8 +303,10 @@ class TokenVerifier:
         return candidates[0] if len(candidates) == 1 else None
 
     def _http(self) -> httpx2.AsyncClient:
-        if self._client is None:
-            self._client = httpx2.AsyncClient(timeout=self._timeout)
+        if self._client is None:  # made on first use, so a verifier without a JWKS never makes one
+            from shared.clients._http import tls_context  # the upstream clients' one TLS context
+
+            self._client = httpx2.AsyncClient(timeout=self._timeout, verify=tls_context())
             self._owns_client = True
         return self._client
 
