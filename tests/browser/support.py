@@ -12,10 +12,11 @@ import shutil
 import socket
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -25,8 +26,10 @@ from shared.settings import Settings
 from tests.api.test_e2e_loopback import serve_in_thread
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Playwright
+    from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Request, Response
 
+READY_TIMEOUT_MS = 20_000
+"""How long a panel may take to show its answer."""
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = (
     "--no-sandbox",
@@ -88,3 +91,35 @@ def live_service(
         app = create_app(make_settings(base_url), clock=clock, on_ready=lambda s: banners.append(banner(s)))
         with serve_in_thread(app, sock):
             yield LiveService(base_url, banners[0])
+
+
+@dataclass
+class Visit:
+    """One page of the dashboard with what it logged and fetched."""
+
+    page: Page
+    origin: str
+    console_errors: list[str] = field(default_factory=list[str])
+    requests: list[Request] = field(default_factory=list["Request"])
+    answers: dict[str, Any] = field(default_factory=dict[str, Any])
+
+    def on_console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.console_errors.append(message.text)
+
+    def on_page_error(self, error: str) -> None:
+        self.console_errors.append(error)
+
+    def on_response(self, response: Response) -> None:
+        if "/api/kpi/" in response.url and response.ok:
+            self.answers[urlsplit(response.url).path] = response.json()
+
+    def wait_ready(self, panel: str) -> None:
+        self.page.wait_for_selector(f"#panel-{panel}[data-state=ready]", timeout=READY_TIMEOUT_MS)
+
+    def wait_all_ready(self) -> None:
+        for panel in ("overview", "mau", "funnel", "refunds"):
+            self.wait_ready(panel)
+
+    def foreign_requests(self) -> list[str]:
+        return [r.url for r in self.requests if not (r.url.startswith(self.origin + "/") or r.url.startswith("data:"))]

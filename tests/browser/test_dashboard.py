@@ -11,54 +11,22 @@ import re
 import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import urlsplit
 
 import httpx2
 import pytest
 
 from tests.conftest import JWT_SECRET, token
 
-from .support import VENDOR, LiveService, require_browser
+from .support import READY_TIMEOUT_MS, VENDOR, LiveService, Visit, require_browser
 
 require_browser()
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, ConsoleMessage, Frame, Page, Request, Response
+    from playwright.sync_api import Browser, Frame, Page
 
-READY_TIMEOUT_MS = 20_000
 DASH = "\u2014"
 NBSP = "\u00a0"
-
-
-@dataclass
-class Visit:
-    """One page of the dashboard with what it logged and fetched."""
-
-    page: Page
-    origin: str
-    console_errors: list[str] = field(default_factory=list[str])
-    requests: list[Request] = field(default_factory=list["Request"])
-    answers: dict[str, Any] = field(default_factory=dict[str, Any])
-
-    def on_console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.console_errors.append(message.text)
-
-    def on_response(self, response: Response) -> None:
-        if "/api/kpi/" in response.url and response.ok:
-            self.answers[urlsplit(response.url).path] = response.json()
-
-    def wait_ready(self, panel: str) -> None:
-        self.page.wait_for_selector(f"#panel-{panel}[data-state=ready]", timeout=READY_TIMEOUT_MS)
-
-    def wait_all_ready(self) -> None:
-        for panel in ("overview", "mau", "funnel", "refunds"):
-            self.wait_ready(panel)
-
-    def foreign_requests(self) -> list[str]:
-        return [r.url for r in self.requests if not (r.url.startswith(self.origin + "/") or r.url.startswith("data:"))]
 
 
 @contextmanager
@@ -74,7 +42,7 @@ def visit(
     page = context.new_page()
     seen = Visit(page, service.base_url)
     page.on("console", seen.on_console)
-    page.on("pageerror", lambda error: seen.console_errors.append(str(error)))
+    page.on("pageerror", lambda error: seen.on_page_error(str(error)))
     page.on("request", lambda request: seen.requests.append(request))
     page.on("response", seen.on_response)
     # Anything not for this origin is answered by nobody (and recorded above): the page must work offline.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Generator, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,7 +25,7 @@ from shared.settings import Settings
 from tests.api.conftest import build_settings
 from tests.oidc.support import OidcProvider, require_node, running_provider
 
-from .support import LiveService, live_service, require_browser
+from .support import READY_TIMEOUT_MS, LiveService, Visit, live_service, require_browser
 from .test_dashboard import axe_violations
 
 require_browser()
@@ -34,7 +34,6 @@ require_node()
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Route
 
-READY_TIMEOUT_MS = 20_000
 ACCESS_TOKEN_TTL = 600  # seconds; the page renews 60 s before expiry (oidc-client-ts's default)
 SCOPES = ("openid", "kpi:read", "offline_access")
 USER_KEY_PREFIX = "oidc.user:"
@@ -88,12 +87,8 @@ def sso(sandbox_server: SandboxServer) -> Iterator[SignInService]:
         yield SignInService(service, providers[0])
 
 
-@dataclass
-class Visit:
-    page: Page
-    origin: str
-    console_errors: list[str] = field(default_factory=list[str])
-    requests: list[Request] = field(default_factory=list["Request"])
+class SignInVisit(Visit):
+    """A dashboard visit that also goes to the provider's pages: only the dashboard's own errors are kept."""
 
     def on_console(self, message: ConsoleMessage) -> None:
         # The dashboard's errors only (the provider's development pages ask for web fonts, which are blocked here).
@@ -106,10 +101,6 @@ class Visit:
 
     def api_calls(self) -> list[Request]:
         return [r for r in self.requests if "/api/kpi/" in r.url]
-
-    def wait_all_ready(self) -> None:
-        for panel in ("overview", "mau", "funnel", "refunds"):
-            self.page.wait_for_selector(f"#panel-{panel}[data-state=ready]", timeout=READY_TIMEOUT_MS)
 
     def wait_signed_out(self, reason: str) -> None:
         self.page.wait_for_selector(f"#signin-reason[data-reason={reason}]", timeout=READY_TIMEOUT_MS)
@@ -128,12 +119,12 @@ class Visit:
 @contextmanager
 def visit(
     browser: Browser, sso: SignInService, *, fake_clock: bool = False, also: tuple[str, ...] = ()
-) -> Generator[Visit]:
+) -> Generator[SignInVisit]:
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US", timezone_id="UTC")
     page = context.new_page()
     if fake_clock:
         page.clock.install()  # starts at the real time; moves only when the test fast-forwards it
-    seen = Visit(page, sso.service.base_url)
+    seen = SignInVisit(page, sso.service.base_url)
     page.on("console", seen.on_console)
     page.on("pageerror", lambda error: seen.on_page_error(str(error)))
     page.on("request", lambda request: seen.requests.append(request))
@@ -147,7 +138,9 @@ def visit(
         context.close()
 
 
-def sign_in_with_the_provider(seen: Visit, sso: SignInService, login: str = "ann", start: str | None = None) -> None:
+def sign_in_with_the_provider(
+    seen: SignInVisit, sso: SignInService, login: str = "ann", start: str | None = None
+) -> None:
     """From the dashboard's sign-in screen (at `start`, by default the dashboard at KPI_PUBLIC_URL) through the
     provider's login and consent pages, back to the panels at KPI_PUBLIC_URL."""
     page = seen.page
@@ -331,7 +324,7 @@ def spoil_the_kept_access_token(page: Page) -> None:
     )
 
 
-def refresh_grants(seen: Visit, sso: SignInService) -> list[Request]:
+def refresh_grants(seen: SignInVisit, sso: SignInService) -> list[Request]:
     return [
         r for r in seen.requests if r.url == sso.provider.issuer + "/token" and "refresh_token" in (r.post_data or "")
     ]
